@@ -1,0 +1,26 @@
+/* Explicit, seeded random numbers (xoshiro256** seeded through splitmix64).
+ * There is no global state: every draw goes through an ep_rng the caller owns,
+ * so the simulator and the real backend route the same tokens. */
+#ifndef EP_RNG_H
+#define EP_RNG_H
+
+#include <stdint.h>
+
+typedef struct ep_rng {
+  uint64_t s[4];
+} ep_rng;
+
+/* Seeds a generator for one independent stream: (seed, stream) pairs that
+ * differ give unrelated sequences. Used with stream = global token id so any
+ * rank can regenerate any token's routing on its own. */
+void ep_rng_seed(ep_rng *rng, uint64_t seed, uint64_t stream);
+
+uint64_t ep_rng_next_u64(ep_rng *rng);
+
+/* Uniform double in [0, 1) with 53 random bits. */
+double ep_rng_uniform(ep_rng *rng);
+
+/* One splitmix64 step: a good 64-bit mixer, also used for hashing. */
+uint64_t ep_splitmix64(uint64_t *state);
+
+#endif

@@ -1,0 +1,39 @@
+/* The per-rank layer program: dispatch, expert compute, combine. */
+#include "ep_engine.h"
+
+#include <stddef.h>
+
+const char *ep_phase_name(ep_phase phase)
+{
+  switch (phase) {
+  case EP_PHASE_DISPATCH:
+    return "dispatch";
+  case EP_PHASE_EXPERT:
+    return "expert_gemm";
+  case EP_PHASE_COMBINE:
+    return "combine";
+  case EP_PHASE_COUNT:
+    break;
+  }
+  return "unknown";
+}
+
+ep_status ep_engine_run_rank(const ep_backend_ops *ops, void *ctx, const ep_plan *plan,
+                             int32_t rank, ep_rank_timeline *out)
+{
+  if (!ops || !plan || !out || rank < 0 || rank >= plan->n_ranks)
+    return EP_ERR_INVALID;
+  ep_status (*const steps[EP_PHASE_COUNT])(void *, const ep_plan *, int32_t, ep_timing *) = {
+      ops->dispatch, ops->expert_compute, ops->combine};
+  for (int p = 0; p < EP_PHASE_COUNT; p++) {
+    if (!steps[p])
+      return EP_ERR_INVALID;
+    ep_status st = steps[p](ctx, plan, rank, &out->phase[p]);
+    if (st != EP_OK) {
+      ep_log_error("%s backend: %s failed on rank %d: %s", ops->name, ep_phase_name((ep_phase)p),
+                   (int)rank, ep_status_str(st));
+      return st;
+    }
+  }
+  return EP_OK;
+}

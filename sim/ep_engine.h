@@ -1,0 +1,49 @@
+/* The per-rank MoE layer program, written once for every backend:
+ * dispatch all-to-all -> expert GroupGEMM -> combine all-to-all.
+ * Backends (SimGrid in sim/, CUDA+NCCL or CPU+MPI in real/) implement the ops
+ * table; the engine links neither SimGrid nor CUDA. */
+#ifndef EP_ENGINE_H
+#define EP_ENGINE_H
+
+#include <stdint.h>
+
+#include "ep_plan.h"
+#include "ep_status.h"
+
+typedef enum {
+  EP_PHASE_DISPATCH,
+  EP_PHASE_EXPERT, /* routed experts' GroupGEMM plus shared experts */
+  EP_PHASE_COMBINE,
+  EP_PHASE_COUNT
+} ep_phase;
+
+/* "dispatch", "expert_gemm", "combine". */
+const char *ep_phase_name(ep_phase phase);
+
+/* One phase on one rank, on the backend's clock (µs since the layer began). */
+typedef struct ep_timing {
+  double start_us;
+  double end_us;
+} ep_timing;
+
+typedef struct ep_rank_timeline {
+  ep_timing phase[EP_PHASE_COUNT];
+} ep_rank_timeline;
+
+/* Each op runs one phase for one rank and fills *out. Ops may block (SimGrid
+ * actors, NCCL). A phase starts when the rank's previous phase ended; the
+ * all-to-all ops include any wait for peers, as a CUDA-event timing would. */
+typedef struct ep_backend_ops {
+  const char *name;
+  ep_status (*dispatch)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
+  ep_status (*expert_compute)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
+  ep_status (*combine)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
+  void (*free)(void *ctx);
+} ep_backend_ops;
+
+/* Runs the layer for one rank: the three ops in order, stopping at the first
+ * failure. out->phase[] is filled for the phases that ran. */
+ep_status ep_engine_run_rank(const ep_backend_ops *ops, void *ctx, const ep_plan *plan,
+                             int32_t rank, ep_rank_timeline *out);
+
+#endif

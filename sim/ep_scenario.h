@@ -1,0 +1,58 @@
+/* Scenario files (YAML): model, cluster, parallel layout, workload, policy and
+ * simulator settings, validated into plain structs. scenarios/README.md is the
+ * reference for every key and default. */
+#ifndef EP_SCENARIO_H
+#define EP_SCENARIO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ep_cost.h"
+#include "ep_placement.h"
+#include "ep_routing.h"
+#include "ep_status.h"
+#include "ep_topology.h"
+
+typedef struct ep_model_cfg {
+  char name[64];
+  int32_t n_experts;
+  int32_t top_k;
+  int32_t hidden;
+  int32_t moe_intermediate;
+  int32_t n_shared_experts;
+  ep_dtype dispatch_dtype; /* also the GroupGEMM dtype */
+  ep_dtype combine_dtype;
+} ep_model_cfg;
+
+typedef enum { EP_DISPATCH_DIRECT } ep_dispatch_kind;
+
+/* How the SimGrid backend turns the plan into network flows. */
+typedef enum {
+  EP_FLOWS_AUTO, /* pair up to EP_FLOWS_AUTO_MAX_PAIR_GPUS GPUs, port above */
+  EP_FLOWS_PAIR, /* one flow per (src GPU, dst GPU): exact max-min contention */
+  EP_FLOWS_PORT, /* one flow per GPU and link direction: exact busiest-port times */
+} ep_flow_mode;
+
+#define EP_FLOWS_AUTO_MAX_PAIR_GPUS 32
+
+typedef struct ep_scenario {
+  ep_model_cfg model;
+  ep_cluster cluster;
+  int32_t ep;                 /* EP ranks = GPUs used (the first ep GPUs) */
+  ep_placement_kind placement;
+  int64_t tokens_per_gpu;
+  ep_routing_cfg routing;     /* includes the seed */
+  double capacity_factor;     /* <= 0: none */
+  ep_dispatch_kind dispatch;
+  ep_flow_mode flows;
+  uint64_t content_hash;      /* FNV-1a of the file bytes and the overrides */
+} ep_scenario;
+
+/* Loads and validates path, then applies overrides ("section.key=value", as
+ * given to --set; NULL when n_overrides is 0). Every problem is printed to err
+ * as "file:line:col: key: message (valid: ...)" and counted; the call returns
+ * EP_ERR_PARSE if there was any, EP_ERR_IO if the file cannot be read. */
+ep_status ep_scenario_load(const char *path, const char *const *overrides, int n_overrides,
+                           ep_scenario *out, FILE *err);
+
+#endif

@@ -1,0 +1,22 @@
+/* The SimGrid backend: runs the engine's per-rank program as one SimGrid actor
+ * per GPU on a generated platform. The only module that includes SimGrid. */
+#ifndef EP_SG_BACKEND_H
+#define EP_SG_BACKEND_H
+
+#include "ep_cost.h"
+#include "ep_engine.h"
+#include "ep_plan.h"
+#include "ep_scenario.h"
+
+typedef struct ep_sim_cfg {
+  ep_flow_mode flows;            /* never EP_FLOWS_AUTO here: resolve it first */
+  ep_gemm_cost_params gemm;
+  const char *platform_xml_path; /* where to write the generated platform */
+} ep_sim_cfg;
+
+/* Simulates one layer. timelines: [out] [plan->n_ranks]. SimGrid can be
+ * initialised once per process, so call this at most once per process. */
+ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_sim_cfg *cfg,
+                     ep_rank_timeline *timelines);
+
+#endif

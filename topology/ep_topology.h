@@ -1,0 +1,67 @@
+/* Cluster model: GPUs grouped into NVLink domains ("nodes": an HGX board of 8,
+ * or a whole GB200 NVL72 rack of 72), every GPU with its own NIC into a
+ * non-blocking fabric. Hardware catalog, presets, and the SimGrid platform XML.
+ *
+ * GPU g lives on node g / gpus_per_node. Latencies are one-way GPU-to-GPU:
+ * nvlink_latency_us between two GPUs of a node, nic_latency_us between GPUs of
+ * different nodes (NICs and fabric included). Bandwidths are per direction. */
+#ifndef EP_TOPOLOGY_H
+#define EP_TOPOLOGY_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ep_status.h"
+
+typedef struct ep_gpu_spec {
+  const char *name;        /* "H100", "H800", "H200", "B200", "GB200" */
+  double bf16_dense_tflops;
+  double fp8_dense_tflops;
+  double hbm_GBps;         /* HBM bandwidth, GB/s (1e9 B/s) */
+  double hbm_GB;           /* HBM capacity, GB */
+  double nvlink_GBps;      /* NVLink per direction */
+  int32_t nvlink_domain_gpus;
+  double nic_GBps;         /* scale-out NIC per GPU, per direction */
+  const char *source;      /* where the numbers come from */
+} ep_gpu_spec;
+
+/* Case-insensitive lookup; NULL when unknown. */
+const ep_gpu_spec *ep_gpu_catalog_find(const char *name);
+/* The catalog as an array of *n entries (for listings and error messages). */
+const ep_gpu_spec *ep_gpu_catalog(int32_t *n);
+
+typedef enum { EP_FABRIC_NONBLOCKING } ep_fabric_kind;
+
+typedef struct ep_cluster {
+  char preset[32];         /* "" for an explicit description */
+  const ep_gpu_spec *gpu;  /* catalog entry, never NULL once valid */
+  int32_t n_nodes;         /* NVLink domains */
+  int32_t gpus_per_node;
+  double nvlink_GBps;
+  double nvlink_latency_us;
+  double nic_GBps;
+  double nic_latency_us;
+  ep_fabric_kind fabric;
+} ep_cluster;
+
+/* Names of the presets, NULL-terminated: "hgx-h100", "hgx-h800", "gb200-nvl72". */
+extern const char *const ep_cluster_preset_names[];
+
+/* Fills *out from a preset with n_nodes nodes (racks for gb200-nvl72).
+ * EP_ERR_INVALID for an unknown name. */
+ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out);
+
+static inline int32_t ep_cluster_n_gpus(const ep_cluster *c) { return c->n_nodes * c->gpus_per_node; }
+static inline int32_t ep_cluster_node_of(const ep_cluster *c, int32_t gpu) { return gpu / c->gpus_per_node; }
+
+/* Writes a SimGrid 3.32 platform (XML, version 4.1) for the first n_gpus GPUs
+ * of the cluster. Hosts are "gpu-<g>". Each node zone "node-<k>" holds its
+ * GPUs, one split-duplex NVLink link "nvl-<g>" and one split-duplex NIC link
+ * "nic-<g>" per GPU, and two port hosts used by aggregated ("port") flows:
+ * "nvsw-<k>" (route gpu-g -> nvsw-k = nvl-g UP, then a latency pad) and
+ * "fab-<k>" (route gpu-g -> fab-k = nic-g UP, then a latency pad). The pads make
+ * a port flow carry the same latency as a GPU-to-GPU flow on the same links.
+ * Route latencies: gpu->gpu in a node = nvlink_latency_us, across nodes = nic_latency_us. */
+ep_status ep_topology_write_simgrid_xml(const ep_cluster *cluster, int32_t n_gpus, FILE *out);
+
+#endif
