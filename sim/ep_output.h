@@ -29,10 +29,12 @@ typedef struct ep_summary {
   double tokens_per_s_per_gpu;  /* tokens_per_rank / layer time */
   double load_imbalance;        /* max / mean copies computed per rank */
   double drop_rate;             /* dropped / routed copies */
-  /* Bandwidths per all-to-all, over its makespan (max end - min start):
-   * algbw = mean bytes sent per rank (local copies excluded) / makespan,
-   * busbw = algbw * (n-1)/n (nccl-tests), bottleneck = bytes through the busiest
-   * single port (NVLink or NIC, either direction) / makespan (DeepEP normal). */
+  /* Bandwidths per all-to-all, over its makespan (max end - min start), GB/s = 1e9 B/s:
+   * algbw = mean bytes per rank, local copies included, / makespan and
+   * busbw = algbw * (n-1)/n, as nccl-tests defines them for all-to-all;
+   * bottleneck = bytes through the bottleneck port (the NVLink or NIC port, in
+   * either direction, with the largest bytes / port bandwidth) / makespan, as
+   * DeepEP's normal kernels report. */
   double algbw_GBps[2], busbw_GBps[2], bottleneck_GBps[2]; /* [0] dispatch, [1] combine */
   const char *bottleneck_link[2]; /* "NVLink" or "NIC" */
 } ep_summary;
