@@ -306,10 +306,23 @@ static void test_router_properties(void)
   CHECK_EQ_INT(ep_router_init(&r, &cfg, 0, 1), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_router_init(&r, NULL, 8, 2), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_router_init(NULL, &cfg, 8, 2), EP_ERR_INVALID);
+  /* Per-token scratch is on the stack: top_k is capped (a documented limit). */
+  CHECK_EQ_INT(ep_router_init(&r, &cfg, 2000, 1025), EP_ERR_UNSUPPORTED);
+  CHECK(r == NULL);
   cfg.kind = EP_ROUTING_HOT;
   cfg.hot_experts = 8;
   CHECK_EQ_INT(ep_router_init(&r, &cfg, 8, 2), EP_ERR_INVALID);
   CHECK(r == NULL);
+  /* Invalid ranges are refused without writing (the call has no status to return). */
+  cfg.hot_experts = 2;
+  CHECK_EQ_INT(ep_router_init(&r, &cfg, 8, 2), EP_OK);
+  int32_t sentinel[4] = {-7, -7, -7, -7};
+  ep_router_route(r, -1, 2, sentinel, NULL);
+  ep_router_route(r, INT64_MAX, 2, sentinel, NULL);
+  CHECK(sentinel[0] == -7 && sentinel[3] == -7);
+  ep_router_route(r, 5, 2, sentinel, NULL);
+  CHECK(sentinel[0] >= 0 && sentinel[3] >= 0);
+  ep_router_free(r);
   ep_router_free(NULL);
 }
 
