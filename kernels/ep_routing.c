@@ -402,7 +402,7 @@ static inline int bit_test(const uint64_t *bits, int32_t e)
  * Each draw takes an expert ∝ p over the rest: from the alias table that excludes the
  * chosen hot experts, rejecting other chosen ones, or by a linear scan once rejection
  * would be slow. The switch depends only on what was drawn so far: still exact.
- * Inlined twice with use_bits constant, so the hot loop has no test of it. */
+ * use_bits is a constant at both call sites (bit set, or sorted list above the limit). */
 static inline void draw_experts_impl(const ep_router *r, ep_rng *rng, int32_t *experts,
                                      int32_t *sorted, double *mass_at, uint64_t *chosen,
                                      const int use_bits)
