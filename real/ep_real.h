@@ -1,0 +1,84 @@
+/* What one rank of the real backend knows before the layer runs, shared by the
+ * CPU and NCCL backends: its tokens' routing (regenerated from the plan), the
+ * send side of the exchange layout, the plan's prediction of what it will
+ * receive, and the memory estimate checked before any buffer is allocated.
+ * No MPI, CUDA or NCCL here. */
+#ifndef EP_REAL_H
+#define EP_REAL_H
+
+#include <stdint.h>
+
+#include "ep_exchange.h"
+#include "ep_plan.h"
+#include "ep_real_data.h"
+#include "ep_routing.h"
+#include "ep_status.h"
+
+/* Dispatch payload on the wire. Rows are exactly plan->dispatch_bytes_per_token. */
+typedef enum {
+  EP_REAL_WIRE_BF16, /* 2 * hidden bytes */
+  EP_REAL_WIRE_FP8,  /* hidden e4m3 bytes + hidden/128 float scales, as DeepEP */
+} ep_real_wire;
+
+typedef struct ep_real_rank {
+  const ep_plan *plan; /* borrowed; outlives the rank */
+  ep_real_shape shape;
+  int32_t rank;
+  ep_real_wire wire;
+  int64_t n_copies;        /* tokens_per_rank * top_k */
+  int32_t *experts;        /* [n_copies] global expert of each copy */
+  float *weights;          /* [n_copies] router weight */
+  int32_t *dest_rank;      /* [n_copies] computing rank, -1 if dropped */
+  int32_t *copy_send_slot; /* [n_copies] send row of each copy, -1 if dropped (int32 for the kernels) */
+  ep_exchange_layout layout;      /* send side from init; recv side from ep_real_rank_set_recv */
+  int64_t *plan_recv_slot_counts; /* [n_ranks * experts_per_rank] what the plan says arrives */
+  int64_t n_recv_planned;         /* plan->tokens_recv_rank[rank] */
+  int32_t *recv_expert_slot;      /* [n_recv_planned] expert-major row of each recv row */
+  int32_t *expert_recv_slot;      /* [n_recv_planned] recv row of each expert-major row */
+  int32_t *expert_counts;         /* [experts_per_rank] rows per local expert */
+} ep_real_rank;
+
+/* Sets up rank for plan (built from router): regenerates its tokens' routing
+ * with ep_plan_rank_tokens and builds the send layout. Refuses (EP_ERR_INVALID,
+ * with a message) a wire whose row size differs from the plan's dispatch bytes,
+ * or sizes beyond the kernels' int32 indices. *out owns its arrays; free with
+ * ep_real_rank_free. */
+ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
+                            const ep_real_shape *shape, int32_t rank, ep_real_wire wire,
+                            ep_real_rank *out);
+
+/* Recv side from the counts exchange's result (recv_slot_counts: [in]
+ * [n_ranks * experts_per_rank], row = src rank). Counts that differ from the
+ * plan's are EP_ERR_BACKEND: the exchange delivered something else. */
+ep_status ep_real_rank_set_recv(ep_real_rank *rk, const int64_t *recv_slot_counts);
+
+void ep_real_rank_free(ep_real_rank *rk); /* NULL-safe */
+
+/* Bytes of one dispatch row on the wire, or -1 if hidden does not suit the wire. */
+int64_t ep_real_wire_row_bytes(ep_real_wire wire, int32_t hidden);
+
+/* Memory one rank needs, by the layout of ep_real_cpu.c / ep_real_nccl.c. */
+typedef struct ep_real_mem {
+  int32_t local_experts;  /* routed experts on the rank, plus shared ones */
+  int64_t weights_bytes;  /* bf16 w13 + w2 of those experts */
+  int64_t buffers_bytes;  /* tokens, send/recv rows, expert-major in/out, GEMM scratch, outputs */
+  int64_t total_bytes;
+} ep_real_mem;
+
+/* on_gpu: 1 for the NCCL backend's device memory (adds the GEMM intermediates
+ * it keeps), 0 for the CPU backend's host memory. */
+ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape, int32_t rank,
+                                 ep_real_wire wire, int on_gpu);
+
+/* fp8 rows with their block scales -> bf16 rows at new positions:
+ * out[slot[i]][j] = bf16(fp8_to_f32(q[i][j]) * scales[i][j / 128]) (one float
+ * multiply, round to nearest even). The C reference of ep_real_cuda_fp8_to_bf16_rows.
+ * q: [in] [n_rows * hidden]; scales: [in] [n_rows * hidden / 128];
+ * slot: [in] [n_rows] distinct rows of out; out: [out] [.. * hidden]. */
+void ep_real_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                  const float *scales, const int32_t *slot, ep_bf16 *out);
+
+/* "1.50 GiB" style, into buf. Returns buf. */
+const char *ep_real_format_bytes(double bytes, char *buf, int buf_len);
+
+#endif

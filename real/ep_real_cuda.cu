@@ -1,0 +1,91 @@
+/* Small elementwise kernels of the NCCL backend. Conversions use the CUDA
+ * intrinsics whose rounding the C references reproduce: fp8 -> float is exact,
+ * one __fmul_rn, then __float2bfloat16_rn. */
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include "ep_real_cuda.h"
+
+static ep_status launch_status(const char *what)
+{
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    ep_log_error("%s launch failed: %s", what, cudaGetErrorString(err));
+    return EP_ERR_BACKEND;
+  }
+  return EP_OK;
+}
+
+__device__ static float bf16_to_f32(ep_bf16 v) { return __uint_as_float((unsigned)v << 16); }
+
+__global__ static void fp8_to_bf16_rows_kernel(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                               const float *scales, const int32_t *slot,
+                                               ep_bf16 *out)
+{
+  const int64_t row = blockIdx.x;
+  if (row >= n_rows)
+    return;
+  const int32_t nb = hidden / EP_MOE_FP8_BLOCK;
+  const ep_fp8 *qi = q + row * hidden;
+  const float *si = scales + row * nb;
+  ep_bf16 *dst = out + (int64_t)slot[row] * hidden;
+  for (int32_t j = threadIdx.x; j < hidden; j += blockDim.x) {
+    __nv_fp8_e4m3 v;
+    v.__x = qi[j];
+    const float f = __fmul_rn(static_cast<float>(v), si[j / EP_MOE_FP8_BLOCK]);
+    const __nv_bfloat16 b = __float2bfloat16_rn(f);
+    dst[j] = *reinterpret_cast<const unsigned short *>(&b);
+  }
+}
+
+__global__ static void accumulate_kernel(int64_t n, const ep_bf16 *a, float *acc, int first)
+{
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    acc[i] = first ? bf16_to_f32(a[i]) : __fadd_rn(acc[i], bf16_to_f32(a[i]));
+}
+
+__global__ static void add_kernel(int64_t n, const ep_bf16 *a, const float *b, float *out)
+{
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    out[i] = __fadd_rn(bf16_to_f32(a[i]), b[i]);
+}
+
+extern "C" ep_status ep_real_cuda_fp8_to_bf16_rows(void *stream, int64_t n_rows, int32_t hidden,
+                                                   const ep_fp8 *d_q, const float *d_scales,
+                                                   const int32_t *d_slot, ep_bf16 *d_out)
+{
+  if (n_rows < 0 || hidden <= 0 || hidden % EP_MOE_FP8_BLOCK != 0 || n_rows > 2147483647)
+    return EP_ERR_INVALID;
+  if (n_rows == 0)
+    return EP_OK;
+  fp8_to_bf16_rows_kernel<<<(unsigned)n_rows, 256, 0, (cudaStream_t)stream>>>(n_rows, hidden, d_q,
+                                                                              d_scales, d_slot,
+                                                                              d_out);
+  return launch_status("fp8_to_bf16_rows_kernel");
+}
+
+extern "C" ep_status ep_real_cuda_accumulate_bf16(void *stream, int64_t n, const ep_bf16 *d_a,
+                                                  float *d_acc, int first)
+{
+  if (n < 0)
+    return EP_ERR_INVALID;
+  if (n == 0)
+    return EP_OK;
+  accumulate_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(n, d_a, d_acc,
+                                                                                   first);
+  return launch_status("accumulate_kernel");
+}
+
+extern "C" ep_status ep_real_cuda_add_bf16_f32(void *stream, int64_t n, const ep_bf16 *d_a,
+                                               const float *d_b, float *d_out)
+{
+  if (n < 0)
+    return EP_ERR_INVALID;
+  if (n == 0)
+    return EP_OK;
+  add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(n, d_a, d_b, d_out);
+  return launch_status("add_kernel");
+}

@@ -1,0 +1,494 @@
+/* NCCL backend: one GPU per MPI rank. The send/recv lists of every all-to-all
+ * are the ep_exchange layout the CPU backend uses; only the transport (grouped
+ * ncclSend/ncclRecv on one stream) and the kernels (ep_moe_cuda.h) differ.
+ * Every failure names the call and the rank, and jumps to the cleanup label. */
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "ep_real_nccl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ep_moe_cuda.h"
+#include "ep_real_cuda.h"
+#include "ep_real_mpi.h"
+
+#define EP_RCUDA_TRY(rank, call)                                                             \
+  do {                                                                                       \
+    cudaError_t ep_err_ = (call);                                                            \
+    if (ep_err_ != cudaSuccess) {                                                            \
+      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                 \
+                   cudaGetErrorString(ep_err_), __func__, __FILE__, __LINE__);               \
+      st = EP_ERR_BACKEND;                                                                   \
+      goto fail;                                                                             \
+    }                                                                                        \
+  } while (0)
+
+#define EP_RNCCL_TRY(rank, call)                                                             \
+  do {                                                                                       \
+    ncclResult_t ep_res_ = (call);                                                           \
+    if (ep_res_ != ncclSuccess) {                                                            \
+      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                 \
+                   ncclGetErrorString(ep_res_), __func__, __FILE__, __LINE__);               \
+      st = EP_ERR_BACKEND;                                                                   \
+      goto fail;                                                                             \
+    }                                                                                        \
+  } while (0)
+
+#define EP_REP_TRY(rank, what, call)                                                         \
+  do {                                                                                       \
+    st = (call);                                                                             \
+    if (st != EP_OK) {                                                                       \
+      ep_log_error("rank %d: %s failed: %s", (int)(rank), what, ep_status_str(st));          \
+      goto fail;                                                                             \
+    }                                                                                        \
+  } while (0)
+
+struct ep_nccl_backend {
+  ep_real_rank *rk;
+  MPI_Comm comm;
+  int32_t rank, device;
+  ncclComm_t nccl;
+  int nccl_made;
+  cudaStream_t stream;
+  ep_moe_cuda *moe;
+  cudaEvent_t ev_zero, ev_start[EP_PHASE_COUNT], ev_end[EP_PHASE_COUNT];
+  int events_made;
+  int32_t hidden, inter, epr, n_shared;
+  int64_t tpr, n_send, n_recv;
+
+  ep_bf16 *d_x, *d_w13, *d_w2, *d_w13_sh, *d_w2_sh;
+  ep_bf16 *d_send, *d_recv;     /* bf16 wire rows */
+  ep_fp8 *d_send_q, *d_recv_q;  /* fp8 wire rows */
+  float *d_send_sc, *d_recv_sc; /* fp8 block scales */
+  ep_bf16 *d_xe, *d_ye, *d_comb_send, *d_comb_recv, *d_routed, *d_shared_tmp;
+  float *d_shared_acc, *d_out, *d_weights;
+  int32_t *d_copy_send_slot, *d_recv_expert_slot, *d_expert_recv_slot;
+  int64_t *d_send_counts, *d_recv_counts; /* [n_ranks * epr] counts exchange */
+  int64_t *h_recv_counts;
+  int64_t *unit_counts; /* [2 * n_ranks]: 1 row to each peer, at row = peer */
+};
+
+void ep_nccl_backend_free(void *ctx)
+{
+  ep_nccl_backend *b = ctx;
+  if (!b)
+    return;
+  if (b->stream)
+    cudaStreamSynchronize(b->stream); /* nothing may still use the buffers */
+  if (b->nccl_made)
+    ncclCommDestroy(b->nccl);
+  void *bufs[] = {b->d_x, b->d_w13, b->d_w2, b->d_w13_sh, b->d_w2_sh, b->d_send, b->d_recv,
+                  b->d_send_q, b->d_recv_q, b->d_send_sc, b->d_recv_sc, b->d_xe, b->d_ye,
+                  b->d_comb_send, b->d_comb_recv, b->d_routed, b->d_shared_tmp, b->d_shared_acc,
+                  b->d_out, b->d_weights, b->d_copy_send_slot, b->d_recv_expert_slot,
+                  b->d_expert_recv_slot, b->d_send_counts, b->d_recv_counts};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    if (bufs[i])
+      cudaFree(bufs[i]);
+  if (b->events_made) {
+    cudaEventDestroy(b->ev_zero);
+    for (int p = 0; p < EP_PHASE_COUNT; p++) {
+      cudaEventDestroy(b->ev_start[p]);
+      cudaEventDestroy(b->ev_end[p]);
+    }
+  }
+  ep_moe_cuda_free(b->moe);
+  if (b->stream)
+    cudaStreamDestroy(b->stream);
+  free(b->h_recv_counts);
+  free(b->unit_counts);
+  free(b);
+}
+
+ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device,
+                               int64_t *free_bytes, int64_t *total_bytes, char *name,
+                               int name_len, char *versions, int versions_len)
+{
+  ep_status st = EP_OK;
+  int count = 0, driver = 0, runtime = 0, nccl_version = 0;
+  size_t free_b = 0, total_b = 0;
+  struct cudaDeviceProp prop;
+  EP_RCUDA_TRY(rank, cudaGetDeviceCount(&count));
+  if (count <= 0) {
+    ep_log_error("rank %d: no CUDA device", (int)rank);
+    return EP_ERR_UNSUPPORTED;
+  }
+  *device = local_rank % count;
+  EP_RCUDA_TRY(rank, cudaSetDevice(*device));
+  EP_RCUDA_TRY(rank, cudaMemGetInfo(&free_b, &total_b));
+  EP_RCUDA_TRY(rank, cudaGetDeviceProperties(&prop, *device));
+  EP_RCUDA_TRY(rank, cudaDriverGetVersion(&driver));
+  EP_RCUDA_TRY(rank, cudaRuntimeGetVersion(&runtime));
+  EP_RNCCL_TRY(rank, ncclGetVersion(&nccl_version));
+  *free_bytes = (int64_t)free_b;
+  *total_bytes = (int64_t)total_b;
+  snprintf(name, (size_t)name_len, "%s", prop.name);
+  snprintf(versions, (size_t)versions_len, "driver %d.%d, runtime %d.%d, NCCL %d", driver / 1000,
+           driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, nccl_version);
+  return EP_OK;
+fail:
+  return st;
+}
+
+static ep_status dev_alloc(int32_t rank, void **p, int64_t rows, int64_t row_elems,
+                           size_t elem_bytes)
+{
+  ep_status st = EP_OK;
+  const size_t bytes = (size_t)(rows > 0 ? rows : 1) * (size_t)row_elems * elem_bytes;
+  EP_RCUDA_TRY(rank, cudaMalloc(p, bytes));
+  return EP_OK;
+fail:
+  *p = NULL;
+  return st;
+}
+
+ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm comm,
+                               int32_t device)
+{
+  ep_status st = EP_OK;
+  if (!out || !rk || !rk->plan)
+    return EP_ERR_INVALID;
+  *out = NULL;
+  ep_nccl_backend *b = calloc(1, sizeof *b);
+  if (!b) {
+    ep_log_error("rank %d: out of memory for the NCCL backend", (int)rk->rank);
+    return EP_ERR_NOMEM;
+  }
+  const ep_plan *plan = rk->plan;
+  const int32_t n = plan->n_ranks, r = rk->rank, h = rk->shape.hidden, im = rk->shape.intermediate;
+  b->rk = rk;
+  b->comm = comm;
+  b->rank = r;
+  b->device = device;
+  b->hidden = h;
+  b->inter = im;
+  b->epr = plan->placement.experts_per_rank;
+  b->n_shared = rk->shape.n_shared;
+  b->tpr = plan->tokens_per_rank;
+  b->n_send = rk->layout.n_send;
+  b->n_recv = rk->n_recv_planned;
+  const int fp8 = rk->wire == EP_REAL_WIRE_FP8;
+  const int64_t nb = h / EP_MOE_FP8_BLOCK;
+  const size_t w13_elems = (size_t)2 * (size_t)im * (size_t)h, w2_elems = (size_t)h * (size_t)im;
+
+  EP_RCUDA_TRY(r, cudaSetDevice(device));
+  EP_RCUDA_TRY(r, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+  EP_REP_TRY(r, "ep_moe_cuda_init", ep_moe_cuda_init(&b->moe, device, b->stream));
+  EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_zero));
+  for (int p = 0; p < EP_PHASE_COUNT; p++) {
+    EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_start[p]));
+    EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_end[p]));
+  }
+  b->events_made = 1;
+
+  /* NCCL communicator bootstrapped over MPI: rank 0's unique id to everyone. */
+  ncclUniqueId id;
+  memset(&id, 0, sizeof id);
+  if (r == 0)
+    EP_RNCCL_TRY(r, ncclGetUniqueId(&id));
+  EP_MPI_TRY(r, MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
+  EP_RNCCL_TRY(r, ncclCommInitRank(&b->nccl, n, id, r));
+  b->nccl_made = 1;
+
+  EP_TRY(dev_alloc(r, (void **)&b->d_x, b->tpr, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_w13, b->epr, (int64_t)w13_elems, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_w2, b->epr, (int64_t)w2_elems, sizeof(ep_bf16)));
+  if (b->n_shared > 0) {
+    EP_TRY(dev_alloc(r, (void **)&b->d_w13_sh, b->n_shared, (int64_t)w13_elems, sizeof(ep_bf16)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_w2_sh, b->n_shared, (int64_t)w2_elems, sizeof(ep_bf16)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_shared_tmp, b->tpr, h, sizeof(ep_bf16)));
+  }
+  if (fp8) {
+    EP_TRY(dev_alloc(r, (void **)&b->d_send_q, b->n_send, h, sizeof(ep_fp8)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_recv_q, b->n_recv, h, sizeof(ep_fp8)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_send_sc, b->n_send, nb, sizeof(float)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_recv_sc, b->n_recv, nb, sizeof(float)));
+  } else {
+    EP_TRY(dev_alloc(r, (void **)&b->d_send, b->n_send, h, sizeof(ep_bf16)));
+    EP_TRY(dev_alloc(r, (void **)&b->d_recv, b->n_recv, h, sizeof(ep_bf16)));
+  }
+  EP_TRY(dev_alloc(r, (void **)&b->d_xe, b->n_recv, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_ye, b->n_recv, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_comb_send, b->n_recv, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_comb_recv, b->n_send, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_routed, b->tpr, h, sizeof(ep_bf16)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_shared_acc, b->tpr, h, sizeof(float)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_out, b->tpr, h, sizeof(float)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_weights, rk->n_copies, 1, sizeof(float)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_copy_send_slot, rk->n_copies, 1, sizeof(int32_t)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_recv_expert_slot, b->n_recv, 1, sizeof(int32_t)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_expert_recv_slot, b->n_recv, 1, sizeof(int32_t)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_send_counts, n, b->epr, sizeof(int64_t)));
+  EP_TRY(dev_alloc(r, (void **)&b->d_recv_counts, n, b->epr, sizeof(int64_t)));
+  b->h_recv_counts = malloc((size_t)n * (size_t)b->epr * sizeof(int64_t));
+  b->unit_counts = malloc(2 * (size_t)n * sizeof(int64_t));
+  if (!b->h_recv_counts || !b->unit_counts) {
+    ep_log_error("rank %d: out of memory for the counts exchange", (int)r);
+    st = EP_ERR_NOMEM;
+    goto fail;
+  }
+
+  for (int32_t i = 0; i < n; i++) {
+    b->unit_counts[i] = 1;
+    b->unit_counts[n + i] = i;
+  }
+
+  /* Inputs: tokens from the host generator, weights by the device fill that
+   * reproduces it bit for bit (ep_moe_cuda_fill_uniform_bf16). */
+  {
+    ep_bf16 *hx = malloc(sizeof(ep_bf16) * (size_t)(b->tpr > 0 ? b->tpr : 1) * (size_t)h);
+    if (!hx) {
+      ep_log_error("rank %d: out of memory for the tokens", (int)r);
+      st = EP_ERR_NOMEM;
+      goto fail;
+    }
+    ep_real_tokens_fill(&rk->shape, (int64_t)r * b->tpr, b->tpr, hx);
+    cudaError_t e = cudaMemcpy(b->d_x, hx, sizeof(ep_bf16) * (size_t)b->tpr * (size_t)h,
+                               cudaMemcpyHostToDevice);
+    free(hx);
+    EP_RCUDA_TRY(r, e);
+  }
+  const float b13 = ep_real_w13_bound(&rk->shape), b2 = ep_real_w2_bound(&rk->shape);
+  for (int32_t s = 0; s < b->epr + b->n_shared; s++) {
+    const int shared = s >= b->epr;
+    const int32_t e = shared ? rk->shape.n_experts + (s - b->epr)
+                             : plan->placement.expert_of_slot[(size_t)r * (size_t)b->epr + (size_t)s];
+    ep_bf16 *w13 = shared ? b->d_w13_sh + (size_t)(s - b->epr) * w13_elems
+                          : b->d_w13 + (size_t)s * w13_elems;
+    ep_bf16 *w2 = shared ? b->d_w2_sh + (size_t)(s - b->epr) * w2_elems
+                         : b->d_w2 + (size_t)s * w2_elems;
+    EP_REP_TRY(r, "ep_moe_cuda_fill_uniform_bf16 (w13)",
+               ep_moe_cuda_fill_uniform_bf16(b->moe, w13, (int64_t)w13_elems,
+                                             ep_real_w13_seed(&rk->shape, e), -b13, b13));
+    EP_REP_TRY(r, "ep_moe_cuda_fill_uniform_bf16 (w2)",
+               ep_moe_cuda_fill_uniform_bf16(b->moe, w2, (int64_t)w2_elems,
+                                             ep_real_w2_seed(&rk->shape, e), -b2, b2));
+  }
+  EP_RCUDA_TRY(r, cudaMemcpy(b->d_weights, rk->weights, sizeof(float) * (size_t)rk->n_copies,
+                             cudaMemcpyHostToDevice));
+  EP_RCUDA_TRY(r, cudaMemcpy(b->d_copy_send_slot, rk->copy_send_slot,
+                             sizeof(int32_t) * (size_t)rk->n_copies, cudaMemcpyHostToDevice));
+  EP_RCUDA_TRY(r, cudaMemcpy(b->d_send_counts, rk->layout.send_slot_counts,
+                             sizeof(int64_t) * (size_t)n * (size_t)b->epr, cudaMemcpyHostToDevice));
+  EP_REP_TRY(r, "filling the expert weights", ep_moe_cuda_sync(b->moe));
+  *out = b;
+  return EP_OK;
+fail:
+  ep_nccl_backend_free(b);
+  return st;
+}
+
+ep_status ep_nccl_backend_start(ep_nccl_backend *b)
+{
+  ep_status st = EP_OK;
+  if (!b)
+    return EP_ERR_INVALID;
+  EP_RCUDA_TRY(b->rank, cudaStreamSynchronize(b->stream));
+  EP_MPI_TRY(b->rank, MPI_Barrier(b->comm));
+  EP_RCUDA_TRY(b->rank, cudaEventRecord(b->ev_zero, b->stream));
+  return EP_OK;
+fail:
+  return st;
+}
+
+ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out)
+{
+  ep_status st = EP_OK;
+  EP_RCUDA_TRY(b->rank, cudaMemcpy(out, b->d_out, sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
+                                   cudaMemcpyDeviceToHost));
+  return EP_OK;
+fail:
+  return st;
+}
+
+static ep_status check_call(const ep_nccl_backend *b, const ep_plan *plan, int32_t rank,
+                            const ep_timing *out)
+{
+  if (!b || !out || plan != b->rk->plan || rank != b->rank) {
+    ep_log_error("NCCL backend called for rank %d with another plan or rank than set up (%d)",
+                 (int)rank, b ? (int)b->rank : -1);
+    return EP_ERR_INVALID;
+  }
+  return EP_OK;
+}
+
+/* Ends phase p: waits for its end event and converts both events to µs. */
+static ep_status phase_end(ep_nccl_backend *b, int p, ep_timing *out)
+{
+  ep_status st = EP_OK;
+  float start_ms = 0, end_ms = 0;
+  EP_RCUDA_TRY(b->rank, cudaEventRecord(b->ev_end[p], b->stream));
+  EP_RCUDA_TRY(b->rank, cudaEventSynchronize(b->ev_end[p]));
+  EP_RCUDA_TRY(b->rank, cudaEventElapsedTime(&start_ms, b->ev_zero, b->ev_start[p]));
+  EP_RCUDA_TRY(b->rank, cudaEventElapsedTime(&end_ms, b->ev_zero, b->ev_end[p]));
+  out->start_us = 1e3 * (double)start_ms;
+  out->end_us = 1e3 * (double)end_ms;
+  return EP_OK;
+fail:
+  return st;
+}
+
+/* One grouped all-to-all of rows: send block d of send_counts[d] rows at
+ * send_displs[d], receive block s at recv_displs[s]. elems_per_row of type. */
+static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t *send_counts,
+                             const int64_t *send_displs, void *recv, const int64_t *recv_counts,
+                             const int64_t *recv_displs, int64_t elems_per_row, size_t elem_bytes,
+                             ncclDataType_t type)
+{
+  ep_status st = EP_OK;
+  const int32_t n = b->rk->plan->n_ranks;
+  EP_RNCCL_TRY(b->rank, ncclGroupStart());
+  for (int32_t peer = 0; peer < n; peer++) {
+    if (send_counts[peer] > 0) {
+      const char *p = (const char *)send + (size_t)send_displs[peer] * (size_t)elems_per_row * elem_bytes;
+      ncclResult_t res = ncclSend(p, (size_t)(send_counts[peer] * elems_per_row), type, peer,
+                                  b->nccl, b->stream);
+      if (res != ncclSuccess) {
+        ep_log_error("rank %d: ncclSend of %lld rows to rank %d failed: %s", (int)b->rank,
+                     (long long)send_counts[peer], (int)peer, ncclGetErrorString(res));
+        ncclGroupEnd();
+        return EP_ERR_BACKEND;
+      }
+    }
+    if (recv_counts[peer] > 0) {
+      char *p = (char *)recv + (size_t)recv_displs[peer] * (size_t)elems_per_row * elem_bytes;
+      ncclResult_t res = ncclRecv(p, (size_t)(recv_counts[peer] * elems_per_row), type, peer,
+                                  b->nccl, b->stream);
+      if (res != ncclSuccess) {
+        ep_log_error("rank %d: ncclRecv of %lld rows from rank %d failed: %s", (int)b->rank,
+                     (long long)recv_counts[peer], (int)peer, ncclGetErrorString(res));
+        ncclGroupEnd();
+        return EP_ERR_BACKEND;
+      }
+    }
+  }
+  EP_RNCCL_TRY(b->rank, ncclGroupEnd());
+  return EP_OK;
+fail:
+  return st;
+}
+
+static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out)
+{
+  ep_nccl_backend *b = ctx;
+  ep_status st = check_call(b, plan, rank, out);
+  if (st != EP_OK)
+    return st;
+  ep_real_rank *rk = b->rk;
+  const int32_t n = plan->n_ranks, epr = b->epr;
+  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_DISPATCH], b->stream));
+  /* Counts exchange: one row of epr counts to and from every rank, then to the
+   * host, where the recv layout is built. */
+  EP_TRY(grouped_a2a(b, b->d_send_counts, b->unit_counts, b->unit_counts + n, b->d_recv_counts,
+                     b->unit_counts, b->unit_counts + n, epr, sizeof(int64_t), ncclInt64));
+  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->h_recv_counts, b->d_recv_counts,
+                                     sizeof(int64_t) * (size_t)n * (size_t)epr,
+                                     cudaMemcpyDeviceToHost, b->stream));
+  EP_RCUDA_TRY(rank, cudaStreamSynchronize(b->stream));
+  if ((st = ep_real_rank_set_recv(rk, b->h_recv_counts)) != EP_OK)
+    goto fail;
+  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->d_recv_expert_slot, rk->recv_expert_slot,
+                                     sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
+                                     b->stream));
+  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->d_expert_recv_slot, rk->expert_recv_slot,
+                                     sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
+                                     b->stream));
+  const ep_exchange_layout *L = &rk->layout;
+  if (rk->wire == EP_REAL_WIRE_FP8) {
+    const int64_t nb = b->hidden / EP_MOE_FP8_BLOCK;
+    EP_REP_TRY(rank, "ep_moe_cuda_permute_fp8",
+               ep_moe_cuda_permute_fp8(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
+                                       b->d_copy_send_slot, b->d_send_q, b->d_send_sc));
+    EP_TRY(grouped_a2a(b, b->d_send_q, L->send_counts, L->send_displs, b->d_recv_q, L->recv_counts,
+                       L->recv_displs, b->hidden, sizeof(ep_fp8), ncclUint8));
+    EP_TRY(grouped_a2a(b, b->d_send_sc, L->send_counts, L->send_displs, b->d_recv_sc,
+                       L->recv_counts, L->recv_displs, nb, sizeof(float), ncclFloat32));
+    EP_REP_TRY(rank, "ep_real_cuda_fp8_to_bf16_rows",
+               ep_real_cuda_fp8_to_bf16_rows(b->stream, b->n_recv, b->hidden, b->d_recv_q,
+                                             b->d_recv_sc, b->d_recv_expert_slot, b->d_xe));
+  } else {
+    EP_REP_TRY(rank, "ep_moe_cuda_permute",
+               ep_moe_cuda_permute(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
+                                   b->d_copy_send_slot, b->d_send));
+    EP_TRY(grouped_a2a(b, b->d_send, L->send_counts, L->send_displs, b->d_recv, L->recv_counts,
+                       L->recv_displs, b->hidden, sizeof(ep_bf16), ncclBfloat16));
+    if (b->n_recv > 0)
+      EP_REP_TRY(rank, "ep_moe_cuda_permute (recv to expert-major)",
+                 ep_moe_cuda_permute(b->moe, b->n_recv, 1, b->hidden, b->n_recv, b->d_recv,
+                                     b->d_recv_expert_slot, b->d_xe));
+  }
+  return phase_end(b, EP_PHASE_DISPATCH, out);
+fail:
+  return st;
+}
+
+static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out)
+{
+  ep_nccl_backend *b = ctx;
+  ep_status st = check_call(b, plan, rank, out);
+  if (st != EP_OK)
+    return st;
+  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_EXPERT], b->stream));
+  if (b->n_recv > 0)
+    EP_REP_TRY(rank, "ep_moe_cuda_expert_ffn (routed experts)",
+               ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, b->epr, b->rk->expert_counts,
+                                      b->hidden, b->inter, b->d_xe, b->d_w13, b->d_w2, b->d_ye));
+  const size_t w13_elems = (size_t)2 * (size_t)b->inter * (size_t)b->hidden;
+  const size_t w2_elems = (size_t)b->hidden * (size_t)b->inter;
+  const int32_t tpr32 = (int32_t)b->tpr;
+  if (b->n_shared == 0)
+    EP_RCUDA_TRY(rank, cudaMemsetAsync(b->d_shared_acc, 0,
+                                       sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
+                                       b->stream));
+  for (int32_t s = 0; s < b->n_shared; s++) {
+    EP_REP_TRY(rank, "ep_moe_cuda_expert_ffn (shared expert)",
+               ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, 1, &tpr32, b->hidden, b->inter,
+                                      b->d_x, b->d_w13_sh + (size_t)s * w13_elems,
+                                      b->d_w2_sh + (size_t)s * w2_elems, b->d_shared_tmp));
+    EP_REP_TRY(rank, "ep_real_cuda_accumulate_bf16",
+               ep_real_cuda_accumulate_bf16(b->stream, b->tpr * b->hidden, b->d_shared_tmp,
+                                            b->d_shared_acc, s == 0));
+  }
+  return phase_end(b, EP_PHASE_EXPERT, out);
+fail:
+  return st;
+}
+
+static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out)
+{
+  ep_nccl_backend *b = ctx;
+  ep_status st = check_call(b, plan, rank, out);
+  if (st != EP_OK)
+    return st;
+  const ep_exchange_layout *L = &b->rk->layout;
+  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_COMBINE], b->stream));
+  if (b->n_recv > 0)
+    EP_REP_TRY(rank, "ep_moe_cuda_permute (expert-major to recv order)",
+               ep_moe_cuda_permute(b->moe, b->n_recv, 1, b->hidden, b->n_recv, b->d_ye,
+                                   b->d_expert_recv_slot, b->d_comb_send));
+  EP_TRY(grouped_a2a(b, b->d_comb_send, L->recv_counts, L->recv_displs, b->d_comb_recv,
+                     L->send_counts, L->send_displs, b->hidden, sizeof(ep_bf16), ncclBfloat16));
+  EP_REP_TRY(rank, "ep_moe_cuda_combine",
+             ep_moe_cuda_combine(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send,
+                                 b->d_comb_recv, b->d_copy_send_slot, b->d_weights, b->d_routed));
+  EP_REP_TRY(rank, "ep_real_cuda_add_bf16_f32",
+             ep_real_cuda_add_bf16_f32(b->stream, b->tpr * b->hidden, b->d_routed,
+                                       b->d_shared_acc, b->d_out));
+  EP_TRY(phase_end(b, EP_PHASE_COMBINE, out));
+  /* Kernel faults surface at the next sync; report them with this phase. */
+  EP_REP_TRY(rank, "combine kernels", ep_moe_cuda_sync(b->moe));
+  return EP_OK;
+fail:
+  return st;
+}
+
+const ep_backend_ops ep_nccl_backend_ops = {
+    .name = "nccl",
+    .dispatch = nccl_dispatch,
+    .expert_compute = nccl_expert,
+    .combine = nccl_combine,
+    .free = ep_nccl_backend_free,
+};

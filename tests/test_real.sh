@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# End-to-end checks of epsim-real under mpirun.
+#   tests/test_real.sh cpu  EPSIM_REAL SOURCE_DIR MPIRUN [EPSIM]
+#   tests/test_real.sh nccl EPSIM_REAL SOURCE_DIR MPIRUN   (exit 77 without a GPU)
+# cpu: mpirun -np 4 on a small scenario works, its layer output equals the
+# single-rank (ep=1) run's bit for bit (same per-row math, see real/ep_real_cpu.c),
+# also with fp8 dispatch, drops and round-robin placement; EP != ranks, bad
+# options and experts that do not fit are refused with exit 1 before anything is
+# written; a corrupted output fails the reference check (exit 2); results.csv has
+# the simulator's header and provenance, and the same plan columns as epsim's;
+# the sweep writes its CSV.
+# nccl: the same layer on the GPU(s) agrees with the cpu backend's output within
+# 2 x the reference bound (both are within 2e-2 of the double reference).
+set -uo pipefail
+mode=$1
+abs() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) command -v "$1" || echo "$1" ;; esac; }
+real=$(abs "$2")
+src=$(abs "$3")
+mpirun=$(abs "$4")
+epsim=${5:+$(abs "$5")}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI: more ranks than cores, no network probing of absent fabrics.
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Sanitized builds: Open MPI keeps its allocations until exit, and only slow
+# unwinding (9 s a run here) lets the suppressions recognise them; so two runs
+# (leakcheck) check leaks with the suppressions and the others skip leak checks.
+# Both settings are ignored by unsanitized builds.
+export LSAN_OPTIONS="suppressions=$src/real/lsan-openmpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+asan_default=${ASAN_OPTIONS:-}
+export ASAN_OPTIONS="detect_leaks=0${asan_default:+:$asan_default}"
+leakcheck() { ASAN_OPTIONS="${asan_default:+$asan_default:}detect_leaks=1:fast_unwind_on_malloc=0" "$@"; }
+mpi=("$mpirun" --oversubscribe)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+small=$src/tests/scenarios/real-small.yaml
+cap=$src/tests/scenarios/real-small-cap.yaml
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+expect_rc() { # expected_rc description command...
+  local want=$1 what=$2
+  shift 2
+  "$@" >"$work/out" 2>"$work/err"
+  local rc=$?
+  if [ "$rc" -eq "$want" ]; then ok; else
+    bad "$what: exit $rc, wanted $want"
+    tail -n 20 "$work/out" "$work/err" >&2
+  fi
+}
+finish() {
+  echo "test_real.sh $mode: $pass passed, $fail failed"
+  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
+  exit $?
+}
+
+# Per-token relative L2 difference of two float32 dumps; prints the worst.
+max_rel_diff() { # file_a file_b hidden
+  paste <(od -An -v -tf4 -w4 "$1") <(od -An -v -tf4 -w4 "$2") | awk -v h="$3" '
+    { d = $1 - $2; num += d * d; den += $2 * $2; n++
+      if (n % h == 0) { r = (den > 0) ? sqrt(num / den) : sqrt(num); if (r > worst) worst = r; num = 0; den = 0 } }
+    END { printf "%.6g\n", worst + 0 }'
+}
+
+if [ "$mode" = nccl ]; then
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+    echo "test_real.sh nccl: no GPU, skipped"
+    exit 77
+  fi
+  if ! "$real" --version | grep -q 'backends:.*nccl'; then
+    echo "test_real.sh nccl: epsim-real was built without the NCCL backend, skipped"
+    exit 77
+  fi
+  n_gpu=$(nvidia-smi -L | grep -c '^GPU')
+  np=1
+  for n in 4 2; do [ "$n_gpu" -ge "$n" ] && { np=$n; break; }; done
+  tokens=$((48 * np))
+  for scen in "$small" "$cap"; do
+    name=$(basename "$scen" .yaml)
+    expect_rc 0 "nccl $name np $np" "${mpi[@]}" -np "$np" "$real" "$scen" --backend nccl \
+      -o "nccl-$name" --set parallel.ep=$np --dump-output "nccl-$name.bin"
+    grep -q '^# backend: nccl$' "nccl-$name/results.csv" && ok || bad "nccl results.csv provenance"
+    grep -q 'output check: .* worst relative L2 error' "$work/out" && ok || bad "nccl output check ran"
+    [ "$name" = real-small-cap ] && tokens=$((40 * np))
+    [ "$name" = real-small ] && tokens=$((48 * np))
+    expect_rc 0 "cpu $name np 1 for comparison" "${mpi[@]}" -np 1 "$real" "$scen" --backend cpu \
+      -o "cpu-$name" --set parallel.ep=1 --set workload.tokens_per_gpu=$tokens \
+      --dump-output "cpu-$name.bin" --check-tokens 0
+    if [ "$np" -eq 1 ]; then
+      d=$(max_rel_diff "nccl-$name.bin" "cpu-$name.bin" 128)
+      awk -v d="$d" 'BEGIN { exit !(d <= 4e-2) }' && ok || bad "nccl vs cpu output of $name: $d > 4e-2"
+    fi
+  done
+  expect_rc 0 "nccl sweep" "${mpi[@]}" -np 1 "$real" "$small" --backend nccl --sweep -o sweep \
+    --sweep-tokens 8,64 --sweep-experts 2 --repeats 3
+  [ "$(grep -c '^[a-z_0-9]*,nccl,' sweep/sweep.csv)" -eq 10 ] && ok || bad "nccl sweep rows"
+  grep -q '^# device: GPU' sweep/sweep.csv && ok || bad "nccl sweep provenance"
+  finish
+fi
+
+[ "$mode" = cpu ] || { echo "usage: $0 cpu|nccl EPSIM_REAL SOURCE_DIR MPIRUN [EPSIM]" >&2; exit 2; }
+
+# --- command line ---
+expect_rc 0 "--version" "$real" --version
+grep -q '^epsim-real [0-9].*backends: cpu' "$work/out" && ok || bad "--version names the backends"
+expect_rc 0 "--help" "$real" --help
+grep -q 'usage: mpirun -np EP epsim-real SCENARIO' "$work/out" && ok || bad "--help prints usage"
+expect_rc 1 "no scenario" "$real"
+expect_rc 1 "unknown option" "$real" "$small" --bogus
+expect_rc 1 "unknown backend" "$real" "$small" --backend tpu
+expect_rc 1 "missing scenario file" "$real" "$work/nope.yaml"
+expect_rc 1 "bad --set" "$real" "$small" --set workload.tokens_per_gpu=0 -o never
+
+# --- refusals: exit 1, a clear message, nothing written ---
+expect_rc 1 "EP != ranks" "${mpi[@]}" -np 2 "$real" "$small" --backend cpu -o never
+grep -q 'scenario wants ep=4 but mpirun started 2 ranks' "$work/err" && ok ||
+  { bad "EP mismatch message"; cat "$work/err" >&2; }
+expect_rc 1 "experts do not fit" "${mpi[@]}" -np 4 "$real" "$small" --backend cpu -o never --max-mem 64K
+grep -q 'experts do not fit on rank [0-9]*: it needs .* but the limit is 64.00 KiB (--max-mem)' \
+  "$work/err" && ok || { bad "does-not-fit message"; cat "$work/err" >&2; }
+expect_rc 1 "combine fp8 unsupported" "$real" "$small" --backend cpu -o never --set model.combine_dtype=fp8
+grep -q 'combine_dtype fp8 is not supported' "$work/err" && ok || bad "combine fp8 message"
+if ! "$real" --version | grep -q 'nccl'; then
+  expect_rc 1 "nccl backend not built" "$real" "$small" --backend nccl -o never
+fi
+[ ! -e never ] && ok || bad "a refused run created its output directory"
+
+# --- the layer on 4 ranks ---
+expect_rc 0 "np 4 small" leakcheck "${mpi[@]}" -np 4 "$real" "$small" --backend cpu -o out4 --dump-output o4.bin
+grep -q 'output check: 8 sampled tokens per rank .* worst relative L2 error' "$work/out" && ok ||
+  bad "output check reported"
+for f in results.csv trace.json; do [ -s "out4/$f" ] && ok || bad "out4/$f written"; done
+header=$(grep -v '^#' out4/results.csv | head -1)
+[ "$header" = "rank,node,phase,start_us,end_us,time_us,tokens,send_bytes,recv_bytes" ] && ok ||
+  bad "results.csv header: $header"
+for p in '# tool: epsim-real [0-9]' '# backend: cpu$' '# scenario: .*real-small.yaml (fnv1a64 [0-9a-f]\{16\})$' \
+  '# seed: 11$' '# argv: .*epsim-real .*real-small.yaml' '# units: '; do
+  grep -q "^$p" out4/results.csv && ok || bad "results.csv provenance line '$p'"
+done
+[ "$(grep -vc '^#' out4/results.csv)" -eq 13 ] && ok || bad "results.csv has 4 ranks x 3 phases"
+# Phases in order on every rank: dispatch ends before expert starts, etc., all >= 0.
+awk -F, '!/^#/ && NR > 1 && $1 != "rank" { if ($4 < 0 || $5 < $4) bad = 1
+  if ($1 == r && $4 + 1e-6 < prev_end) bad = 1; r = $1; prev_end = $5 } END { exit bad }' \
+  out4/results.csv && ok || bad "phase timings ordered and non-negative"
+if command -v python3 >/dev/null 2>&1; then
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if sum(e.get("ph")=="X" for e in d["traceEvents"])==12 else 1)' \
+    out4/trace.json && ok || bad "trace.json parses with 12 phase events"
+fi
+# The same plan as the simulator: plan columns of results.csv equal epsim's.
+if [ -n "$epsim" ] && [ -x "$epsim" ]; then
+  if "$epsim" run "$small" -o sim4 >/dev/null 2>"$work/err"; then
+    ok
+    [ "$(grep -v '^#' sim4/results.csv | head -1)" = "$header" ] && ok || bad "same header as epsim"
+    diff <(grep -v '^#' sim4/results.csv | cut -d, -f1-3,7-9) \
+      <(grep -v '^#' out4/results.csv | cut -d, -f1-3,7-9) >/dev/null && ok ||
+      bad "plan columns (rank,node,phase,tokens,bytes) differ from epsim's"
+    diff <(grep '^#' sim4/results.csv | cut -d: -f1) <(grep '^#' out4/results.csv | cut -d: -f1) \
+      >/dev/null && ok || bad "provenance keys differ from epsim's"
+  else
+    bad "epsim run on $small"
+    cat "$work/err" >&2
+  fi
+fi
+
+# --- same output on 1 rank (ep=1, all 4 x 48 tokens), bit for bit ---
+expect_rc 0 "np 1 ep 1" "${mpi[@]}" -np 1 "$real" "$small" --backend cpu -o out1 \
+  --set parallel.ep=1 --set workload.tokens_per_gpu=192 --dump-output o1.bin
+[ "$(stat -c %s o4.bin)" -eq $((192 * 128 * 4)) ] && ok || bad "dump size is 192 tokens x 128 floats"
+cmp -s o1.bin o4.bin && ok || bad "np 4 and np 1 layer outputs differ (max rel $(max_rel_diff o4.bin o1.bin 128))"
+# A second run gives the same bytes (timings differ, outputs do not).
+expect_rc 0 "np 4 again" "${mpi[@]}" -np 4 "$real" "$small" --backend cpu -o out4b --dump-output o4b.bin
+cmp -s o4.bin o4b.bin && ok || bad "np 4 output not reproducible"
+# Another seed routes and fills differently.
+expect_rc 0 "np 4 seed 12" "${mpi[@]}" -np 4 "$real" "$small" --backend cpu -o out4s \
+  --set workload.seed=12 --dump-output o4s.bin
+cmp -s o4.bin o4s.bin && bad "seed 12 gave the same output as seed 11" || ok
+
+# --- fp8 dispatch, capacity drops, round-robin placement: 4 ranks vs 1 ---
+expect_rc 0 "np 4 cap" leakcheck "${mpi[@]}" -np 4 "$real" "$cap" --backend cpu -o outc4 --dump-output c4.bin \
+  --check-tokens 40
+grep -q 'dispatch fp8 rows' "$work/out" && ok || bad "fp8 wire used"
+grep -Eq 'dropped [1-9][0-9]* of 320 copies' "$work/out" && ok || bad "capacity drops copies"
+expect_rc 0 "np 1 cap" "${mpi[@]}" -np 1 "$real" "$cap" --backend cpu -o outc1 --dump-output c1.bin \
+  --set parallel.ep=1 --set workload.tokens_per_gpu=160
+cmp -s c1.bin c4.bin && ok || bad "cap: np 4 and np 1 outputs differ (max rel $(max_rel_diff c4.bin c1.bin 128))"
+expect_rc 0 "np 2 cap" "${mpi[@]}" -np 2 "$real" "$cap" --backend cpu -o outc2 --dump-output c2.bin \
+  --set parallel.ep=2 --set workload.tokens_per_gpu=80
+cmp -s c2.bin c4.bin && ok || bad "cap: np 2 and np 4 outputs differ"
+
+# --- a wrong output fails the reference check: exit 2, no results ---
+EPSIM_REAL_TEST_CORRUPT=1 expect_rc 2 "corrupted output" "${mpi[@]}" -np 4 "$real" "$small" --backend cpu -o outbad
+grep -q 'output check FAILED' "$work/err" && ok || bad "corruption reported"
+[ ! -e outbad/results.csv ] && ok || bad "a failed check wrote results.csv"
+
+# --- sweep: one rank, C reference kernels ---
+expect_rc 0 "cpu sweep" "$real" "$small" --backend cpu --sweep -o sweep --sweep-tokens 4,8 \
+  --sweep-experts 1,2 --repeats 2
+[ "$(grep -c '^[a-z_0-9]*,cpu,' sweep/sweep.csv)" -eq 20 ] && ok || bad "sweep: 5 kernels x 2 x 2 rows"
+[ "$(grep -v '^#' sweep/sweep.csv | head -1)" = \
+  "kernel,backend,hidden,intermediate,n_experts,top_k,local_experts,tokens_per_expert,rows,tokens,repeats,median_us,min_us,max_us,flop,bytes,TFLOPs,GBps" ] &&
+  ok || bad "sweep header"
+for p in '# tool: epsim-real' '# backend: cpu' '# device: CPU' '# scenario: ' '# argv: '; do
+  grep -q "^$p" sweep/sweep.csv && ok || bad "sweep provenance '$p'"
+done
+# grouped_gemm at 2 experts x 8 tokens: 16 rows, flop = 6 * 16 * 128 * 96.
+grep -q "^grouped_gemm,cpu,128,96,8,2,2,8,16,8,2,.*,$((6 * 16 * 128 * 96))," sweep/sweep.csv && ok ||
+  bad "sweep grouped_gemm row"
+awk -F, '!/^#/ && $1 != "kernel" && !($12 > 0 && $13 <= $12 && $12 <= $14) { bad = 1 } END { exit bad }' \
+  sweep/sweep.csv && ok || bad "sweep times positive, min <= median <= max"
+expect_rc 1 "sweep on 2 ranks" "${mpi[@]}" -np 2 "$real" "$small" --backend cpu --sweep -o sweep2
+expect_rc 1 "sweep bad list" "$real" "$small" --backend cpu --sweep -o sweep3 --sweep-tokens 8,x
+
+finish
