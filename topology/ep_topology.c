@@ -1,1 +1,107 @@
-/* placeholder: being written */
+/* Hardware catalog and cluster presets.
+ * Per-GPU numbers come from shared/research/data/hardware.csv (dense TFLOPS,
+ * HBM TB/s converted to GB/s, NVLink per direction); every scale-out NIC is one
+ * 400 Gb/s ConnectX-7 = 50 GB/s per direction. */
+#include "ep_topology.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <string.h>
+
+static const ep_gpu_spec catalog[] = {
+    {"H100", 989.4, 1978.9, 3350.0, 80.0, 450.0, 8, 50.0,
+     "NVIDIA H100 SXM5 datasheet (dense = sparse/2); 1x CX7 400 Gb/s per GPU"},
+    {"H800", 989.4, 1978.9, 3350.0, 80.0, 200.0, 8, 50.0,
+     "DeepEP issue #16 (NVLink 200 GB/s nominal, ~160 achievable); compute assumed = H100 SXM "
+     "(unverified); 1x CX7 400 Gb/s IB per GPU"},
+    {"H200", 989.4, 1978.9, 4800.0, 141.0, 450.0, 8, 50.0,
+     "NVIDIA H200 datasheet (unverified, from memory); compute = H100 SXM; 1x CX7 400 Gb/s"},
+    {"B200", 2250.0, 4500.0, 7700.0, 180.0, 900.0, 8, 50.0,
+     "verda.com GB300 blog table (dense); SemiAnalysis InferenceX (HGX B200, 1x CX7 400 Gb/s)"},
+    {"GB200", 2500.0, 5000.0, 8000.0, 186.0, 900.0, 72, 50.0,
+     "NVIDIA GB200 NVL72 rack spec / 72 GPUs, dense = sparse/2 (Verda lists 2250/4500 "
+     "TFLOPS bf16/fp8); 1x CX7 400 Gb/s per GPU (MLPerf Crusoe GB200 system)"},
+};
+
+#define N_CATALOG ((int32_t)(sizeof catalog / sizeof catalog[0]))
+
+static int name_equal_nocase(const char *a, const char *b)
+{
+  for (; *a && *b; a++, b++)
+    if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+      return 0;
+  return *a == *b;
+}
+
+const ep_gpu_spec *ep_gpu_catalog_find(const char *name)
+{
+  if (!name)
+    return NULL;
+  for (int32_t i = 0; i < N_CATALOG; i++)
+    if (name_equal_nocase(catalog[i].name, name))
+      return &catalog[i];
+  return NULL;
+}
+
+const ep_gpu_spec *ep_gpu_catalog(int32_t *n)
+{
+  if (n)
+    *n = N_CATALOG;
+  return catalog;
+}
+
+/* Link latencies (one way, GPU to GPU). The research tables hold no direct
+ * link-latency measurement: TRT-LLM's one-sided NVLink all-to-all on GB200
+ * takes ~18 us at batch 1 (trtllm_nvlink_onesided_a2a.csv) and DeepEP's
+ * low-latency kernels 77-163 us (deepep_low_latency.csv), but both are kernel
+ * and synchronisation overheads, not wire latency. So we use the usual figures:
+ * ~2 us GPU-to-GPU over NVSwitch, ~4 us across nodes (two NIC hops through an
+ * InfiniBand leaf/spine). Kernel overheads belong to the cost model. */
+#define EP_NVLINK_LATENCY_US 2.0
+#define EP_NIC_LATENCY_US 4.0
+
+typedef struct preset {
+  const char *name;
+  const char *gpu;
+  int32_t gpus_per_node;
+  double nvlink_GBps;
+  double nic_GBps;
+} preset;
+
+static const preset presets[] = {
+    {"hgx-h100", "H100", 8, 450.0, 50.0},
+    {"hgx-h800", "H800", 8, 200.0, 50.0},
+    {"gb200-nvl72", "GB200", 72, 900.0, 50.0},
+};
+
+const char *const ep_cluster_preset_names[] = {"hgx-h100", "hgx-h800", "gb200-nvl72", NULL};
+
+ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out)
+{
+  if (!name || !out || n_nodes <= 0)
+    return EP_ERR_INVALID;
+  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+    const preset *p = &presets[i];
+    if (!name_equal_nocase(p->name, name))
+      continue;
+    const ep_gpu_spec *gpu = ep_gpu_catalog_find(p->gpu);
+    if (!gpu)
+      return EP_ERR_INVALID; /* the tables above disagree: a bug */
+    if ((int64_t)n_nodes * p->gpus_per_node > INT32_MAX)
+      return EP_ERR_INVALID;
+    ep_cluster c;
+    memset(&c, 0, sizeof c);
+    strncpy(c.preset, p->name, sizeof c.preset - 1);
+    c.gpu = gpu;
+    c.n_nodes = n_nodes;
+    c.gpus_per_node = p->gpus_per_node;
+    c.nvlink_GBps = p->nvlink_GBps;
+    c.nvlink_latency_us = EP_NVLINK_LATENCY_US;
+    c.nic_GBps = p->nic_GBps;
+    c.nic_latency_us = EP_NIC_LATENCY_US;
+    c.fabric = EP_FABRIC_NONBLOCKING;
+    *out = c;
+    return EP_OK;
+  }
+  return EP_ERR_INVALID;
+}
