@@ -160,7 +160,7 @@ void ep_summary_print(const ep_scenario *scenario, const ep_plan *plan, const ep
           "all-to-all", "algbw", "busbw", "bottleneck");
   const char *names[2] = {"dispatch", "combine"};
   for (int i = 0; i < 2; i++)
-    fprintf(out, "%-12s %12.1f %12.1f %9.1f %-6s\n", names[i], s->algbw_GBps[i], s->busbw_GBps[i],
+    fprintf(out, "%-12s %12.1f %12.1f %9.1f %s\n", names[i], s->algbw_GBps[i], s->busbw_GBps[i],
             s->bottleneck_GBps[i], s->bottleneck_link[i]);
   fprintf(out, "\nload imbalance (max/mean token copies per GPU) %.3f, dropped %" PRId64 " of %" PRId64
                " copies (%.2f%%)\n",
