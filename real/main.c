@@ -397,7 +397,10 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
     }
     free(buf);
   }
-  MPI_Type_free(&row);
+  if (MPI_Type_free(&row) != MPI_SUCCESS && rc == EXIT_OK) {
+    ep_log_error("rank %d: MPI_Type_free failed", rank);
+    rc = EXIT_INTERNAL;
+  }
   return rc;
 }
 
@@ -415,7 +418,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   const ep_backend_ops *ops = NULL;
   float *out_host = NULL;
   ep_rank_timeline tl, *all = NULL;
-  (void)local_rank;
+  (void)local_rank; /* used by the NCCL backend only */
 #if EP_REAL_HAVE_NCCL
   ep_nccl_backend *nccl = NULL;
   int32_t device = -1;
@@ -429,7 +432,8 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     goto done;
 
   /* Fit check before any buffer exists. */
-  char limit_what[256];
+  char limit_what[256], backend_desc[320];
+  snprintf(backend_desc, sizeof backend_desc, "%s", use_nccl ? "nccl" : "cpu");
   double limit = 0;
   if (!use_nccl) {
     if (o->max_mem_bytes > 0) {
@@ -447,12 +451,23 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   else {
     int64_t free_b = 0, total_b = 0;
     char name[128], versions[128], fb[32], tb[32];
-    int qrc = ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name, sizeof name,
-                                   versions, sizeof versions) == EP_OK
-                  ? EXIT_OK
-                  : EXIT_INTERNAL;
+    const int32_t n_dev = ep_moe_cuda_device_count();
+    int qrc = EXIT_OK;
+    if (n_local > n_dev) {
+      /* NCCL refuses two ranks of one communicator on the same GPU. */
+      if (local_rank == 0)
+        ep_log_error("--backend nccl: %d ranks on this node but %d GPU%s; NCCL needs one GPU per "
+                     "rank (use fewer ranks per node, or --backend cpu)",
+                     n_local, (int)n_dev, n_dev == 1 ? "" : "s");
+      qrc = EXIT_BAD_INPUT;
+    } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name,
+                                    sizeof name, versions, sizeof versions) != EP_OK) {
+      qrc = EXIT_INTERNAL;
+    }
     if ((rc = agree_rc(qrc)) != EXIT_OK)
       goto done;
+    snprintf(backend_desc, sizeof backend_desc, "nccl (GPU %d %s, %s)", (int)device, name,
+             versions);
     /* Leave room for the CUDA context's and NCCL's own buffers. */
     const double reserve = 1.5 * 1024 * 1024 * 1024;
     limit = (double)free_b - reserve;
@@ -541,11 +556,16 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     out[0] += 1.0f;
   double err = check_output(&rk, out, o->check_tokens), worst = err;
   if (MPI_Allreduce(&err, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    ep_log_error("rank %d: MPI_Allreduce of the output check failed", rank);
     rc = EXIT_INTERNAL;
     goto done;
   }
   double fail_flag = err < 0 ? 1 : 0, any_fail = fail_flag;
-  MPI_Allreduce(&fail_flag, &any_fail, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  if (MPI_Allreduce(&fail_flag, &any_fail, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    ep_log_error("rank %d: MPI_Allreduce of the output check failed", rank);
+    rc = EXIT_INTERNAL;
+    goto done;
+  }
   const double tol = EP_REAL_TOL;
   const int64_t n_checked = o->check_tokens < plan.tokens_per_rank ? o->check_tokens
                                                                    : plan.tokens_per_rank;
@@ -572,7 +592,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   }
   rc = EXIT_OK;
   if (rank == 0) {
-    const char *backend = use_nccl ? "nccl" : "cpu";
+    const char *backend = backend_desc; /* results.csv's "# backend:" line */
     printf("epsim-real %s: %s, backend %s, %d ranks, dispatch %s rows\n", EP_VERSION,
            o->scenario_path, backend, n_ranks, wire_name(wire));
     if (any_fail > 0) {
@@ -631,17 +651,20 @@ int main(int argc, char **argv)
     fputs("epsim-real: error: MPI_Init failed\n", stderr);
     return EXIT_INTERNAL;
   }
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  int rank = 0, n_ranks = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &n_ranks);
-  int n_local = 1, local_rank = 0;
+  /* Errors come back as return codes, so each call can name itself and the rank. */
+  int rank = 0, n_ranks = 1, n_local = 1, local_rank = 0;
   MPI_Comm node = MPI_COMM_NULL;
-  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) ==
-      MPI_SUCCESS) {
-    MPI_Comm_size(node, &n_local);
-    MPI_Comm_rank(node, &local_rank);
-    MPI_Comm_free(&node);
+  if (MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank) != MPI_SUCCESS ||
+      MPI_Comm_size(MPI_COMM_WORLD, &n_ranks) != MPI_SUCCESS ||
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) !=
+          MPI_SUCCESS ||
+      MPI_Comm_size(node, &n_local) != MPI_SUCCESS ||
+      MPI_Comm_rank(node, &local_rank) != MPI_SUCCESS || MPI_Comm_free(&node) != MPI_SUCCESS) {
+    fprintf(stderr, "epsim-real: error: rank %d: MPI setup (MPI_Comm_set_errhandler, "
+                    "MPI_Comm_rank/size, MPI_Comm_split_type) failed\n", rank);
+    MPI_Abort(MPI_COMM_WORLD, EXIT_INTERNAL);
+    return EXIT_INTERNAL;
   }
 
   int rc = EXIT_BAD_INPUT;
@@ -735,6 +758,9 @@ int main(int argc, char **argv)
 done:
   free(o.sets);
   fflush(stdout);
-  MPI_Finalize();
+  if (MPI_Finalize() != MPI_SUCCESS && rc == EXIT_OK) {
+    fprintf(stderr, "epsim-real: error: rank %d: MPI_Finalize failed\n", rank);
+    rc = EXIT_INTERNAL;
+  }
   return rc;
 }
