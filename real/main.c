@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ep_config.h"
@@ -84,35 +83,6 @@ static void usage(FILE *f)
         "\n"
         "Exit: 0 ok, 1 bad input, 2 internal error (or a failed output check).\n",
         f);
-}
-
-/* mkdir -p; returns 0 or -1 with errno set. */
-static int make_dirs(const char *path)
-{
-  char buf[4096];
-  size_t n = strlen(path);
-  if (n == 0 || n >= sizeof buf) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(buf, path, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (buf[i] != '/' && buf[i] != '\0')
-      continue;
-    const char saved = buf[i];
-    buf[i] = '\0';
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return -1;
-    buf[i] = saved;
-  }
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
 }
 
 /* "12", "64M", "1.5G" -> bytes (binary suffixes); -1 when malformed. */
@@ -236,28 +206,6 @@ static int parse_args(int argc, char **argv, options *o, int loud)
     return -1;
   }
   return 0;
-}
-
-/* The same plan as the simulator's: router, placement and ep_plan_build from kernels/. */
-static ep_status build_plan(const ep_scenario *s, ep_router **router, ep_plan *plan)
-{
-  ep_placement placement = {0};
-  ep_status st = ep_router_init(router, &s->routing, s->model.n_experts, s->model.top_k);
-  if (st == EP_OK)
-    st = ep_placement_init(&placement, s->placement, s->model.n_experts, s->ep);
-  if (st == EP_OK) {
-    const ep_plan_cfg cfg = {
-        .tokens_per_rank = s->tokens_per_gpu,
-        .capacity_factor = s->capacity_factor,
-        .dispatch_bytes_per_token = ep_dtype_token_bytes(s->model.dispatch_dtype, s->model.hidden),
-        .combine_bytes_per_token = ep_dtype_token_bytes(s->model.combine_dtype, s->model.hidden),
-    };
-    st = ep_plan_build(&cfg, *router, &placement, plan);
-  }
-  if (st != EP_OK)
-    ep_log_error("building the dispatch plan failed: %s", ep_status_str(st));
-  ep_placement_free(&placement);
-  return st;
 }
 
 /* All ranks agree on the worst (largest) exit code. */
@@ -428,7 +376,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   const ep_real_shape shape = {s->model.n_experts, s->model.n_shared_experts, s->model.top_k,
                                s->model.hidden, s->model.moe_intermediate, s->routing.seed};
 
-  if ((rc = agree_rc(build_plan(s, &router, &plan) == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
+  if ((rc = agree_rc(ep_scenario_build_plan(s, &router, &plan) == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
     goto done;
 
   /* Fit check before any buffer exists. */
@@ -480,7 +428,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     goto done;
   /* The output directory exists once the input is known to be good. */
   rc = EXIT_OK;
-  if (rank == 0 && make_dirs(o->out_dir) != 0) {
+  if (rank == 0 && ep_make_dirs(o->out_dir) != 0) {
     ep_log_error("cannot create output directory %s: %s", o->out_dir, strerror(errno));
     rc = EXIT_BAD_INPUT;
   }
@@ -737,7 +685,7 @@ int main(int argc, char **argv)
       if (loud)
         ep_log_error("--sweep times kernels on one rank; mpirun started %d ranks", n_ranks);
       rc = EXIT_BAD_INPUT;
-    } else if (make_dirs(o.out_dir) != 0) {
+    } else if (ep_make_dirs(o.out_dir) != 0) {
       ep_log_error("cannot create output directory %s: %s", o.out_dir, strerror(errno));
       rc = EXIT_BAD_INPUT;
     }

@@ -44,6 +44,9 @@ ep_status ep_summary_compute(const ep_scenario *scenario, const ep_plan *plan,
 void ep_summary_print(const ep_scenario *scenario, const ep_plan *plan, const ep_summary *s,
                       FILE *out);
 
+/* mkdir -p: creates path and its missing parents. Returns 0, or -1 with errno set. */
+int ep_make_dirs(const char *path);
+
 /* Writes results.csv, trace.json and (when gnuplot is available) phases.png in
  * dir, which must exist. Files are written to temporaries and renamed, so a
  * failure leaves no half-written file. */

@@ -9,6 +9,7 @@
 
 #include "ep_cost.h"
 #include "ep_placement.h"
+#include "ep_plan.h"
 #include "ep_routing.h"
 #include "ep_status.h"
 #include "ep_topology.h"
@@ -54,5 +55,12 @@ typedef struct ep_scenario {
  * EP_ERR_PARSE if there was any, EP_ERR_IO if the file cannot be read. */
 ep_status ep_scenario_load(const char *path, const char *const *overrides, int n_overrides,
                            ep_scenario *out, FILE *err);
+
+/* Builds the scenario's dispatch plan with the kernels/ router and placement:
+ * the one way the simulator and the real backend both get their plan.
+ * router: [out] the router the plan was built with (the caller frees it with
+ * ep_router_free; needed by ep_plan_rank_tokens), or NULL to have it freed here.
+ * Logs and returns a failure status; *plan then holds nothing to free. */
+ep_status ep_scenario_build_plan(const ep_scenario *scenario, ep_router **router, ep_plan *plan);
 
 #endif

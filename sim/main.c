@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "ep_config.h"
 #include "ep_cost.h"
@@ -32,35 +31,6 @@ static void usage(FILE *f)
         "\n"
         "Scenario keys: scenarios/README.md. Exit: 0 ok, 1 bad input, 2 internal error.\n",
         f);
-}
-
-/* mkdir -p; returns 0 or -1 with errno set. */
-static int make_dirs(const char *path)
-{
-  char buf[4096];
-  size_t n = strlen(path);
-  if (n == 0 || n >= sizeof buf) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(buf, path, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (buf[i] != '/' && buf[i] != '\0')
-      continue;
-    const char saved = buf[i];
-    buf[i] = '\0';
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return -1;
-    buf[i] = saved;
-  }
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
 }
 
 static const char *flows_name(ep_flow_mode m)
@@ -102,30 +72,6 @@ static void print_check(const char *path, const ep_scenario *s)
          flows_name(resolve_flows(s)));
 }
 
-/* Builds the plan for the scenario; EP_OK or an internal failure already logged. */
-static ep_status build_plan(const ep_scenario *s, ep_plan *plan)
-{
-  ep_router *router = NULL;
-  ep_placement placement = {0};
-  ep_status st = ep_router_init(&router, &s->routing, s->model.n_experts, s->model.top_k);
-  if (st == EP_OK)
-    st = ep_placement_init(&placement, s->placement, s->model.n_experts, s->ep);
-  if (st == EP_OK) {
-    const ep_plan_cfg cfg = {
-        .tokens_per_rank = s->tokens_per_gpu,
-        .capacity_factor = s->capacity_factor,
-        .dispatch_bytes_per_token = ep_dtype_token_bytes(s->model.dispatch_dtype, s->model.hidden),
-        .combine_bytes_per_token = ep_dtype_token_bytes(s->model.combine_dtype, s->model.hidden),
-    };
-    st = ep_plan_build(&cfg, router, &placement, plan);
-  }
-  if (st != EP_OK)
-    ep_log_error("building the dispatch plan failed: %s", ep_status_str(st));
-  ep_placement_free(&placement);
-  ep_router_free(router);
-  return st;
-}
-
 static int cmd_run(const char *path, const char *out_dir, const char *const *sets, int n_sets,
                    int argc, char **argv)
 {
@@ -136,7 +82,7 @@ static int cmd_run(const char *path, const char *out_dir, const char *const *set
   if (st != EP_OK)
     return EXIT_INTERNAL;
 
-  if (make_dirs(out_dir) != 0) {
+  if (ep_make_dirs(out_dir) != 0) {
     ep_log_error("cannot create output directory %s: %s", out_dir, strerror(errno));
     return EXIT_BAD_INPUT;
   }
@@ -148,7 +94,7 @@ static int cmd_run(const char *path, const char *out_dir, const char *const *set
   }
 
   ep_plan plan = {0};
-  if (build_plan(&scenario, &plan) != EP_OK)
+  if (ep_scenario_build_plan(&scenario, NULL, &plan) != EP_OK)
     return EXIT_INTERNAL;
 
   int rc = EXIT_INTERNAL;

@@ -1,0 +1,30 @@
+/* The dispatch plan of a scenario, shared by epsim and epsim-real. */
+#include "ep_scenario.h"
+
+#include <stddef.h>
+
+ep_status ep_scenario_build_plan(const ep_scenario *s, ep_router **router_out, ep_plan *plan)
+{
+  ep_router *router = NULL;
+  ep_placement placement = {0};
+  ep_status st = ep_router_init(&router, &s->routing, s->model.n_experts, s->model.top_k);
+  if (st == EP_OK)
+    st = ep_placement_init(&placement, s->placement, s->model.n_experts, s->ep);
+  if (st == EP_OK) {
+    const ep_plan_cfg cfg = {
+        .tokens_per_rank = s->tokens_per_gpu,
+        .capacity_factor = s->capacity_factor,
+        .dispatch_bytes_per_token = ep_dtype_token_bytes(s->model.dispatch_dtype, s->model.hidden),
+        .combine_bytes_per_token = ep_dtype_token_bytes(s->model.combine_dtype, s->model.hidden),
+    };
+    st = ep_plan_build(&cfg, router, &placement, plan);
+  }
+  if (st != EP_OK)
+    ep_log_error("building the dispatch plan failed: %s", ep_status_str(st));
+  ep_placement_free(&placement);
+  if (st == EP_OK && router_out)
+    *router_out = router;
+  else
+    ep_router_free(router);
+  return st;
+}
