@@ -17,21 +17,3 @@ void ep_rng_seed(ep_rng *rng, uint64_t seed, uint64_t stream)
   for (int i = 0; i < 4; i++)
     rng->s[i] = ep_splitmix64(&state);
 }
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t ep_rng_next_u64(ep_rng *rng)
-{
-  uint64_t *s = rng->s;
-  uint64_t result = rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return result;
-}
-
-double ep_rng_uniform(ep_rng *rng) { return (double)(ep_rng_next_u64(rng) >> 11) * 0x1.0p-53; }

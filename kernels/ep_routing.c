@@ -55,34 +55,12 @@ struct ep_router {
   const ep__alias *table[EP__ROUTER_N_TABLES]; /* table m: alias + m * n_experts */
 };
 
-/* ep_rng_next_u64, inlined: the router's inner loop is a handful of instructions around
- * each draw, and the call costs about as much. Must stay identical to ep_rng.c (the test
- * regenerates the popularity permutation with ep_rng_next_u64 and compares). */
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static inline uint64_t rng_next(ep_rng *rng)
-{
-  uint64_t *s = rng->s;
-  uint64_t result = rotl64(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl64(s[3], 45);
-  return result;
-}
-
-/* Uniform in [0, 1) with 53 bits, as ep_rng_uniform. */
-static inline double rng_uniform(ep_rng *rng) { return (double)(rng_next(rng) >> 11) * 0x1.0p-53; }
-
 /* Unbiased integer in [0, bound) (Lemire-style rejection on the low range). */
 static uint64_t rng_below(ep_rng *rng, uint64_t bound)
 {
   uint64_t threshold = (0 - bound) % bound;
   for (;;) {
-    uint64_t x = rng_next(rng);
+    uint64_t x = ep_rng_next_u64(rng);
     if (x >= threshold)
       return x % bound;
   }
@@ -91,7 +69,7 @@ static uint64_t rng_below(ep_rng *rng, uint64_t bound)
 /* Uniform in the open interval (0, 1), so -log(u) is finite and positive. */
 static double rng_open01(ep_rng *rng)
 {
-  return ((double)(rng_next(rng) >> 12) + 0.5) * 0x1.0p-52;
+  return ((double)(ep_rng_next_u64(rng) >> 12) + 0.5) * 0x1.0p-52;
 }
 
 ep_status ep_routing_expert_probs(const ep_routing_cfg *cfg, int32_t n_experts, double *probs)
@@ -362,7 +340,7 @@ static int32_t draw_by_scan(const ep_router *r, const int32_t *sorted, int32_t n
     last = e;
   }
   *mass_out = mass;
-  double target = rng_uniform(rng) * mass;
+  double target = ep_rng_uniform(rng) * mass;
   double acc = 0.0;
   c = 0;
   for (int32_t e = 0; e < r->n_experts; e++) {
@@ -381,7 +359,7 @@ static int32_t draw_by_scan(const ep_router *r, const int32_t *sorted, int32_t n
  * the uniform fraction within it (n < 2^31, so two 32x32-bit products suffice). */
 static inline int32_t alias_draw(const ep__alias *table, uint64_t n, ep_rng *rng)
 {
-  uint64_t x = rng_next(rng);
+  uint64_t x = ep_rng_next_u64(rng);
   uint64_t a = (x >> 32) * n, b = (x & 0xffffffffu) * n;
   uint64_t mid = a + (b >> 32);
   uint32_t col = (uint32_t)(mid >> 32);
