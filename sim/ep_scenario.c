@@ -533,6 +533,21 @@ static int ep__parse_num(const char *s, double *out)
   return 0;
 }
 
+/* Reports an integer key's parse result rc (0, EINVAL or ERANGE); returns 1 if
+ * it was an error. A float gets its own message, since it is a common slip. */
+static int ep__integer_error(ep__ctx *c, ep__key k, int rc, int show)
+{
+  const ep__raw *r = &c->key[k];
+  double d;
+  if (rc == EINVAL && ep__parse_num(r->text, &d) == 0)
+    ep__key_error(c, r->val_pos, k, "expected an integer, got float '%.*s'", show, r->text);
+  else if (rc == EINVAL)
+    ep__key_error(c, r->val_pos, k, "expected an integer, got '%.*s'", show, r->text);
+  else if (rc == ERANGE)
+    ep__key_error(c, r->val_pos, k, "out of range: %.*s", show, r->text);
+  return rc != 0;
+}
+
 static void ep__type_key(ep__ctx *c, ep__key k)
 {
   ep__raw *r = &c->key[k];
@@ -570,38 +585,16 @@ static void ep__type_key(ep__ctx *c, ep__key k)
     break;
   case T_INT: {
     int rc = ep__parse_i64(r->text, &r->i);
-    double d;
-    if (rc == EINVAL && ep__parse_num(r->text, &d) == 0) {
-      ep__key_error(c, r->val_pos, k, "expected an integer, got float '%.*s'", show, r->text);
+    if (rc == 0 && (r->i < def->imin || r->i > def->imax))
+      rc = ERANGE;
+    if (ep__integer_error(c, k, rc, show))
       return;
-    }
-    if (rc == EINVAL) {
-      ep__key_error(c, r->val_pos, k, "expected an integer, got '%.*s'", show, r->text);
-      return;
-    }
-    if (rc == ERANGE || r->i < def->imin || r->i > def->imax) {
-      ep__key_error(c, r->val_pos, k, "out of range: %.*s", show, r->text);
-      return;
-    }
     break;
   }
-  case T_U64: {
-    int rc = ep__parse_u64(r->text, &r->u);
-    double d;
-    if (rc == EINVAL && ep__parse_num(r->text, &d) == 0) {
-      ep__key_error(c, r->val_pos, k, "expected an integer, got float '%.*s'", show, r->text);
+  case T_U64:
+    if (ep__integer_error(c, k, ep__parse_u64(r->text, &r->u), show))
       return;
-    }
-    if (rc == EINVAL) {
-      ep__key_error(c, r->val_pos, k, "expected an integer, got '%.*s'", show, r->text);
-      return;
-    }
-    if (rc == ERANGE) {
-      ep__key_error(c, r->val_pos, k, "out of range: %.*s", show, r->text);
-      return;
-    }
     break;
-  }
   case T_NUM: {
     if (def->none_ok && !strcmp(r->text, "none")) {
       r->d = -1.0;
