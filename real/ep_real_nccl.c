@@ -52,10 +52,10 @@ struct ep_nccl_backend {
   int32_t rank, device;
   ncclComm_t nccl;
   int nccl_made;
+  int failed; /* a call failed: abort the communicator instead of destroying it */
   cudaStream_t stream;
   ep_moe_cuda *moe;
-  cudaEvent_t ev_zero, ev_start[EP_PHASE_COUNT], ev_end[EP_PHASE_COUNT];
-  int events_made;
+  cudaEvent_t ev_zero, ev_start[EP_PHASE_COUNT], ev_end[EP_PHASE_COUNT]; /* NULL until made */
   int32_t hidden, inter, epr, n_shared;
   int64_t tpr, n_send, n_recv;
 
@@ -76,10 +76,25 @@ void ep_nccl_backend_free(void *ctx)
   ep_nccl_backend *b = ctx;
   if (!b)
     return;
-  if (b->stream)
-    cudaStreamSynchronize(b->stream); /* nothing may still use the buffers */
-  if (b->nccl_made)
-    ncclCommDestroy(b->nccl);
+  /* After a failure, peers may never post the sends and receives our NCCL
+   * kernels wait for: abort them first, or the stream would never drain. A
+   * communicator in good health is destroyed once its work is done. */
+  if (b->nccl_made && b->failed) {
+    ncclResult_t res = ncclCommAbort(b->nccl);
+    if (res != ncclSuccess)
+      ep_log_error("rank %d: ncclCommAbort failed: %s", (int)b->rank, ncclGetErrorString(res));
+  }
+  if (b->stream) {
+    cudaError_t err = cudaStreamSynchronize(b->stream); /* nothing may still use the buffers */
+    if (err != cudaSuccess)
+      ep_log_error("rank %d: cudaStreamSynchronize before freeing failed: %s", (int)b->rank,
+                   cudaGetErrorString(err));
+  }
+  if (b->nccl_made && !b->failed) {
+    ncclResult_t res = ncclCommDestroy(b->nccl);
+    if (res != ncclSuccess)
+      ep_log_error("rank %d: ncclCommDestroy failed: %s", (int)b->rank, ncclGetErrorString(res));
+  }
   void *bufs[] = {b->d_x, b->d_w13, b->d_w2, b->d_w13_sh, b->d_w2_sh, b->d_send, b->d_recv,
                   b->d_send_q, b->d_recv_q, b->d_send_sc, b->d_recv_sc, b->d_xe, b->d_ye,
                   b->d_comb_send, b->d_comb_recv, b->d_routed, b->d_shared_tmp, b->d_shared_acc,
@@ -88,12 +103,13 @@ void ep_nccl_backend_free(void *ctx)
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if (bufs[i])
       cudaFree(bufs[i]);
-  if (b->events_made) {
+  if (b->ev_zero)
     cudaEventDestroy(b->ev_zero);
-    for (int p = 0; p < EP_PHASE_COUNT; p++) {
+  for (int p = 0; p < EP_PHASE_COUNT; p++) {
+    if (b->ev_start[p])
       cudaEventDestroy(b->ev_start[p]);
+    if (b->ev_end[p])
       cudaEventDestroy(b->ev_end[p]);
-    }
   }
   ep_moe_cuda_free(b->moe);
   if (b->stream)
@@ -141,6 +157,7 @@ static ep_status dev_alloc(int32_t rank, void **p, int64_t rows, int64_t row_ele
   EP_RCUDA_TRY(rank, cudaMalloc(p, bytes));
   return EP_OK;
 fail:
+  ep_log_error("rank %d: could not allocate %zu bytes of device memory", (int)rank, bytes);
   *p = NULL;
   return st;
 }
@@ -174,6 +191,14 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   const int64_t nb = h / EP_MOE_FP8_BLOCK;
   const size_t w13_elems = (size_t)2 * (size_t)im * (size_t)h, w2_elems = (size_t)h * (size_t)im;
 
+  int size = 0;
+  EP_MPI_TRY(r, MPI_Comm_size(comm, &size));
+  if (size != n) {
+    ep_log_error("rank %d: the NCCL backend needs %d ranks, the communicator has %d", (int)r,
+                 (int)n, size);
+    st = EP_ERR_INVALID;
+    goto fail;
+  }
   EP_RCUDA_TRY(r, cudaSetDevice(device));
   EP_RCUDA_TRY(r, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
   EP_REP_TRY(r, "ep_moe_cuda_init", ep_moe_cuda_init(&b->moe, device, b->stream));
@@ -182,7 +207,6 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
     EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_start[p]));
     EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_end[p]));
   }
-  b->events_made = 1;
 
   /* NCCL communicator bootstrapped over MPI: rank 0's unique id to everyone. */
   ncclUniqueId id;
@@ -246,8 +270,13 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
       goto fail;
     }
     ep_real_tokens_fill(&rk->shape, (int64_t)r * b->tpr, b->tpr, hx);
-    cudaError_t e = cudaMemcpy(b->d_x, hx, sizeof(ep_bf16) * (size_t)b->tpr * (size_t)h,
-                               cudaMemcpyHostToDevice);
+    /* Copies go on the backend's stream: it does not wait for the legacy
+     * default stream, where a plain cudaMemcpy from pageable memory may still
+     * be in flight when it returns. */
+    cudaError_t e = cudaMemcpyAsync(b->d_x, hx, sizeof(ep_bf16) * (size_t)b->tpr * (size_t)h,
+                                    cudaMemcpyHostToDevice, b->stream);
+    if (e == cudaSuccess)
+      e = cudaStreamSynchronize(b->stream);
     free(hx);
     EP_RCUDA_TRY(r, e);
   }
@@ -267,16 +296,19 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
                ep_moe_cuda_fill_uniform_bf16(b->moe, w2, (int64_t)w2_elems,
                                              ep_real_w2_seed(&rk->shape, e), -b2, b2));
   }
-  EP_RCUDA_TRY(r, cudaMemcpy(b->d_weights, rk->weights, sizeof(float) * (size_t)rk->n_copies,
-                             cudaMemcpyHostToDevice));
-  EP_RCUDA_TRY(r, cudaMemcpy(b->d_copy_send_slot, rk->copy_send_slot,
-                             sizeof(int32_t) * (size_t)rk->n_copies, cudaMemcpyHostToDevice));
-  EP_RCUDA_TRY(r, cudaMemcpy(b->d_send_counts, rk->layout.send_slot_counts,
-                             sizeof(int64_t) * (size_t)n * (size_t)b->epr, cudaMemcpyHostToDevice));
+  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_weights, rk->weights, sizeof(float) * (size_t)rk->n_copies,
+                                  cudaMemcpyHostToDevice, b->stream));
+  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_copy_send_slot, rk->copy_send_slot,
+                                  sizeof(int32_t) * (size_t)rk->n_copies, cudaMemcpyHostToDevice,
+                                  b->stream));
+  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_send_counts, rk->layout.send_slot_counts,
+                                  sizeof(int64_t) * (size_t)n * (size_t)b->epr,
+                                  cudaMemcpyHostToDevice, b->stream));
   EP_REP_TRY(r, "filling the expert weights", ep_moe_cuda_sync(b->moe));
   *out = b;
   return EP_OK;
 fail:
+  b->failed = 1;
   ep_nccl_backend_free(b);
   return st;
 }
@@ -297,8 +329,12 @@ fail:
 ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out)
 {
   ep_status st = EP_OK;
-  EP_RCUDA_TRY(b->rank, cudaMemcpy(out, b->d_out, sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
-                                   cudaMemcpyDeviceToHost));
+  if (!b || !out)
+    return EP_ERR_INVALID;
+  EP_RCUDA_TRY(b->rank, cudaMemcpyAsync(out, b->d_out,
+                                        sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
+                                        cudaMemcpyDeviceToHost, b->stream));
+  EP_RCUDA_TRY(b->rank, cudaStreamSynchronize(b->stream));
   return EP_OK;
 fail:
   return st;
@@ -420,8 +456,10 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
                  ep_moe_cuda_permute(b->moe, b->n_recv, 1, b->hidden, b->n_recv, b->d_recv,
                                      b->d_recv_expert_slot, b->d_xe));
   }
-  return phase_end(b, EP_PHASE_DISPATCH, out);
+  EP_TRY(phase_end(b, EP_PHASE_DISPATCH, out));
+  return EP_OK;
 fail:
+  b->failed = 1;
   return st;
 }
 
@@ -452,8 +490,10 @@ static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
                ep_real_cuda_accumulate_bf16(b->stream, b->tpr * b->hidden, b->d_shared_tmp,
                                             b->d_shared_acc, s == 0));
   }
-  return phase_end(b, EP_PHASE_EXPERT, out);
+  EP_TRY(phase_end(b, EP_PHASE_EXPERT, out));
+  return EP_OK;
 fail:
+  b->failed = 1;
   return st;
 }
 
@@ -482,6 +522,7 @@ static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   EP_REP_TRY(rank, "combine kernels", ep_moe_cuda_sync(b->moe));
   return EP_OK;
 fail:
+  b->failed = 1;
   return st;
 }
 

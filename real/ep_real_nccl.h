@@ -41,9 +41,13 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
 /* Barrier, then records the clock's zero event. Collective. */
 ep_status ep_nccl_backend_start(ep_nccl_backend *b);
 
-/* Copies the layer output to the host: out [tokens_per_rank * hidden] float. */
+/* Copies the layer output to the host (waits for the stream):
+ * out: [out] [tokens_per_rank * hidden] float. */
 ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out);
 
-void ep_nccl_backend_free(void *b); /* NULL-safe */
+/* NULL-safe. Destroys the NCCL communicator (every rank must free theirs), or
+ * aborts it when a call on this backend failed, so peers stuck in a transfer
+ * do not keep the stream from draining. */
+void ep_nccl_backend_free(void *b);
 
 #endif
