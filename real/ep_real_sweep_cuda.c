@@ -22,8 +22,7 @@ typedef struct cuda_sweep {
   int32_t device;
   ep_moe_cuda *moe;
   cudaStream_t stream;
-  cudaEvent_t e0, e1;
-  int events_made;
+  cudaEvent_t e0, e1; /* NULL until made */
 } cuda_sweep;
 
 static void cuda_sweep_free(void *ctx)
@@ -31,10 +30,10 @@ static void cuda_sweep_free(void *ctx)
   cuda_sweep *c = ctx;
   if (!c)
     return;
-  if (c->events_made) {
+  if (c->e0)
     cudaEventDestroy(c->e0);
+  if (c->e1)
     cudaEventDestroy(c->e1);
-  }
   ep_moe_cuda_free(c->moe);
   if (c->stream)
     cudaStreamDestroy(c->stream);
@@ -286,9 +285,12 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
   EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.x, (int64_t)n_x, pt->seed, -1.0f, 1.0f));
   EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.y, (int64_t)(rows * h), pt->seed + 1, -1.0f, 1.0f));
   EP_TRY(ep_moe_cuda_fill_uniform_f32(c->moe, d.weights, (int64_t)n_copies, pt->seed + 2, 0.0f, 1.0f));
-  SW_CUDA_TRY(cudaMemcpy(d.slot, slot, sizeof(int32_t) * n_copies, cudaMemcpyHostToDevice));
+  /* On the kernels' stream: a non-blocking stream does not wait for the legacy
+   * default stream, where a plain cudaMemcpy/cudaMemset may still run. */
+  SW_CUDA_TRY(cudaMemcpyAsync(d.slot, slot, sizeof(int32_t) * n_copies, cudaMemcpyHostToDevice,
+                              c->stream));
   if (pt->kernel == EP_SWEEP_PERMUTE)
-    SW_CUDA_TRY(cudaMemset(d.y, 0, sizeof(ep_bf16) * rows * h)); /* every row is written */
+    SW_CUDA_TRY(cudaMemsetAsync(d.y, 0, sizeof(ep_bf16) * rows * h, c->stream)); /* every row is written */
   if (pt->kernel == EP_SWEEP_GROUPED_GEMM) {
     const size_t w13_elems = 2 * im * h, w2_elems = h * im;
     const float b13 = 1.0f / sqrtf((float)h), b2 = 1.0f / sqrtf((float)im);
@@ -355,7 +357,6 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
   EP_TRY(ep_moe_cuda_init(&c->moe, c->device, c->stream));
   SW_CUDA_TRY(cudaEventCreate(&c->e0));
   SW_CUDA_TRY(cudaEventCreate(&c->e1));
-  c->events_made = 1;
   out->backend = "nccl";
   out->warmup = 3;
   out->ctx = c;
