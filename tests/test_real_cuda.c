@@ -18,8 +18,12 @@ static void *to_device(const void *h, size_t bytes)
     cudaFree(d);
     return NULL;
   }
-  if (!h)
-    cudaMemset(d, 0xff, bytes); /* poison: NaN bf16 / NaN float patterns */
+  /* Poison: NaN bf16 / NaN float patterns. The kernels run on the legacy
+   * default stream too (stream NULL), so both copies are ordered before them. */
+  if (!h && cudaMemset(d, 0xff, bytes) != cudaSuccess) {
+    cudaFree(d);
+    return NULL;
+  }
   return d;
 }
 
