@@ -208,15 +208,6 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
     EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_end[p]));
   }
 
-  /* NCCL communicator bootstrapped over MPI: rank 0's unique id to everyone. */
-  ncclUniqueId id;
-  memset(&id, 0, sizeof id);
-  if (r == 0)
-    EP_RNCCL_TRY(r, ncclGetUniqueId(&id));
-  EP_MPI_TRY(r, MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
-  EP_RNCCL_TRY(r, ncclCommInitRank(&b->nccl, n, id, r));
-  b->nccl_made = 1;
-
   EP_TRY(dev_alloc(r, (void **)&b->d_x, b->tpr, h, sizeof(ep_bf16)));
   EP_TRY(dev_alloc(r, (void **)&b->d_w13, b->epr, (int64_t)w13_elems, sizeof(ep_bf16)));
   EP_TRY(dev_alloc(r, (void **)&b->d_w2, b->epr, (int64_t)w2_elems, sizeof(ep_bf16)));
@@ -305,6 +296,17 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
                                   sizeof(int64_t) * (size_t)n * (size_t)b->epr,
                                   cudaMemcpyHostToDevice, b->stream));
   EP_REP_TRY(r, "filling the expert weights", ep_moe_cuda_sync(b->moe));
+
+  /* NCCL communicator bootstrapped over MPI: rank 0's unique id to everyone.
+   * Last, so that no failure above leaves a communicator whose peers would
+   * wait for this rank (the caller aborts the job when init fails). */
+  ncclUniqueId id;
+  memset(&id, 0, sizeof id);
+  if (r == 0)
+    EP_RNCCL_TRY(r, ncclGetUniqueId(&id));
+  EP_MPI_TRY(r, MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
+  EP_RNCCL_TRY(r, ncclCommInitRank(&b->nccl, n, id, r));
+  b->nccl_made = 1;
   *out = b;
   return EP_OK;
 fail:

@@ -32,9 +32,11 @@ ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device
                                int64_t *free_bytes, int64_t *total_bytes, char *name,
                                int name_len, char *versions, int versions_len);
 
-/* Creates the NCCL communicator over comm (unique id from rank 0 by MPI_Bcast;
- * collective), allocates device buffers and fills tokens and local experts'
- * weights on the GPU. rk is borrowed and must outlive the backend. */
+/* Allocates device buffers, fills tokens and local experts' weights on the GPU,
+ * then creates the NCCL communicator over comm (unique id from rank 0 by
+ * MPI_Bcast; collective). A rank that fails returns before the communicator
+ * exists, but its peers may wait for it in MPI_Bcast or ncclCommInitRank (no
+ * timeout): the caller aborts the job. rk is borrowed and must outlive the backend. */
 ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm comm,
                                int32_t device);
 
