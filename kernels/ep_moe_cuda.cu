@@ -24,6 +24,11 @@
 #define EP__LAYOUT_CHUNK 1024 /* copies per layout block (32 warps) */
 #define EP__ROUTER_MAX_WARPS 4
 #define EP__ROUTER_SMEM_BYTES (48 * 1024)
+/* Largest block of the one-block-per-token kernels (permute, combine). Their
+ * __launch_bounds__ caps registers at 64 so such a block fits an SM's 64K
+ * registers; without it combine_vec_kernel used 72 and failed to launch with
+ * 1024 threads (hidden > 14336). */
+#define EP__ROW_MAX_THREADS 1024
 
 struct ep_moe_cuda {
   int32_t device;
@@ -86,7 +91,7 @@ static unsigned int row_threads(int64_t row_vecs, int per)
   int64_t want = round_up32((row_vecs + per - 1) / per);
   if (want < 64)
     want = 64; /* at least EP_MOE_MAX_TOP_K threads load the slots */
-  return (unsigned int)(want > 1024 ? 1024 : want);
+  return (unsigned int)(want > EP__ROW_MAX_THREADS ? EP__ROW_MAX_THREADS : want);
 }
 
 static unsigned int token_grid(int64_t n_tokens)
@@ -126,7 +131,8 @@ extern "C" void ep_moe_cuda_free(ep_moe_cuda *ctx)
 {
   if (!ctx)
     return;
-  cudaError_t err = cudaStreamSynchronize(ctx->stream);
+  /* No stream yet (init failed early): nothing was enqueued, nothing to wait for. */
+  cudaError_t err = ctx->stream ? cudaStreamSynchronize(ctx->stream) : cudaSuccess;
   if (err != cudaSuccess)
     ep_log_error("ep_moe_cuda_free: cudaStreamSynchronize: %s", cudaGetErrorString(err));
   if (ctx->d_ws)
@@ -731,9 +737,10 @@ __device__ __forceinline__ void load_slots(int *sl, const int32_t *slot, int64_t
 
 /* V is the access unit: uint4 (8 bf16) or unsigned short (1 bf16). */
 template <typename V>
-__global__ void permute_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
-                               const V *__restrict__ x, const int32_t *__restrict__ slot,
-                               V *__restrict__ out)
+__global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
+    permute_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
+                   const V *__restrict__ x, const int32_t *__restrict__ slot,
+                   V *__restrict__ out)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
@@ -808,9 +815,10 @@ fail:
 /* 16 consecutive threads own one 128-element block: 8 bf16 each (16 bytes in,
  * 8 fp8 bytes out). The trip count is uniform over the block so whole warps
  * take part in the shuffles. */
-__global__ void permute_fp8_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
-                                   const uint4 *__restrict__ x, const int32_t *__restrict__ slot,
-                                   uint2 *__restrict__ q, float *__restrict__ scales)
+__global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
+    permute_fp8_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
+                       const uint4 *__restrict__ x, const int32_t *__restrict__ slot,
+                       uint2 *__restrict__ q, float *__restrict__ scales)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
   const int n_blocks = row_vecs / 16;
@@ -870,7 +878,8 @@ extern "C" ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens,
   if (n_tokens == 0 || n_slots == 0)
     return EP_OK;
   if (!is_aligned(d_x, 16) || !is_aligned(d_x_perm, 8) || !is_aligned(d_scales, 4)) {
-    ep_log_error("ep_moe_cuda_permute_fp8: x must be 16-byte and x_perm 8-byte aligned");
+    ep_log_error("ep_moe_cuda_permute_fp8: x must be 16-byte, x_perm 8-byte and scales 4-byte "
+                 "aligned");
     return EP_ERR_UNSUPPORTED;
   }
   {
@@ -901,9 +910,10 @@ __device__ __forceinline__ void load_slots_weights(int *sl, float *sw, const int
   }
 }
 
-__global__ void combine_vec_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
-                                   const uint4 *__restrict__ y, const int32_t *__restrict__ slot,
-                                   const float *__restrict__ w, uint4 *__restrict__ out)
+__global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
+    combine_vec_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
+                       const uint4 *__restrict__ y, const int32_t *__restrict__ slot,
+                       const float *__restrict__ w, uint4 *__restrict__ out)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
   __shared__ float sw[EP_MOE_MAX_TOP_K];
@@ -957,10 +967,11 @@ __global__ void combine_vec_kernel(int64_t n_tokens, int top_k, int row_vecs, in
 }
 
 /* Any hidden size or alignment: one bf16 per thread access. */
-__global__ void combine_scalar_kernel(int64_t n_tokens, int top_k, int hidden, int64_t n_slots,
-                                      const uint16_t *__restrict__ y,
-                                      const int32_t *__restrict__ slot,
-                                      const float *__restrict__ w, uint16_t *__restrict__ out)
+__global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
+    combine_scalar_kernel(int64_t n_tokens, int top_k, int hidden, int64_t n_slots,
+                          const uint16_t *__restrict__ y,
+                          const int32_t *__restrict__ slot,
+                          const float *__restrict__ w, uint16_t *__restrict__ out)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
   __shared__ float sw[EP_MOE_MAX_TOP_K];

@@ -107,7 +107,9 @@ ep_status ep_moe_cuda_permute(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
                               ep_bf16 *d_x_perm);
 
 /* As ep_moe_permute_fp8_ref (bit for bit): 16 threads per 128-element block.
- * d_x_perm: [out] [n_slots * hidden] fp8; d_scales: [out] [n_slots * hidden / 128] float. */
+ * d_x_perm: [out] [n_slots * hidden] fp8; d_scales: [out] [n_slots * hidden / 128] float.
+ * There is no unaligned path: d_x must be 16-byte, d_x_perm 8-byte and d_scales
+ * 4-byte aligned (cudaMalloc gives 256), else EP_ERR_UNSUPPORTED, nothing written. */
 ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
                                   int32_t hidden, int64_t n_slots, const ep_bf16 *d_x,
                                   const int32_t *d_slot, ep_fp8 *d_x_perm, float *d_scales);
