@@ -327,12 +327,19 @@ static ep_status test_router(ep_moe_cuda *ctx)
   const ep_moe_router_cfg g10 = {60, 4, 6, 2, EP_MOE_SCORE_SOFTMAX, 1, 1.0f};
   const ep_moe_router_cfg single = {16, 8, 16, 8, EP_MOE_SCORE_SIGMOID, 1, 1.0f};
   const ep_moe_router_cfg wide = {1024, 8, 32, 4, EP_MOE_SCORE_SIGMOID, 1, 2.5f};
+  /* EP_MOE_MAX_EXPERTS and EP_MOE_MAX_GROUPS: one warp per block, 33 KB of shared memory. */
+  const ep_moe_router_cfg huge = {4096, 8, 64, 8, EP_MOE_SCORE_SIGMOID, 1, 2.5f};
+  /* top_k = EP_MOE_MAX_TOP_K; softmax over 128 experts stays within the 1e-5 score bound. */
+  const ep_moe_router_cfg top64 = {128, 64, 4, 4, EP_MOE_SCORE_SOFTMAX, 1, 1.0f};
   EP_TRY(test_router_case(ctx, &dsv3, 333, 512, EP_MOE_DTYPE_BF16, 1, 100));
   EP_TRY(test_router_case(ctx, &dsv3, 97, 256, EP_MOE_DTYPE_F32, 0, 110));
   EP_TRY(test_router_case(ctx, &plain, 257, 96, EP_MOE_DTYPE_F32, 0, 120));
   EP_TRY(test_router_case(ctx, &g10, 100, 64, EP_MOE_DTYPE_F32, 1, 130));
   EP_TRY(test_router_case(ctx, &single, 65, 32, EP_MOE_DTYPE_BF16, 1, 140));
   EP_TRY(test_router_case(ctx, &wide, 70, 128, EP_MOE_DTYPE_BF16, 1, 150));
+  EP_TRY(test_router_case(ctx, &huge, 9, 64, EP_MOE_DTYPE_BF16, 1, 160));
+  EP_TRY(test_router_case(ctx, &top64, 33, 64, EP_MOE_DTYPE_F32, 0, 170));
+  EP_TRY(test_router_case(ctx, &dsv3, 1, 64, EP_MOE_DTYPE_BF16, 1, 180)); /* 3 idle warps */
 fail:
   return st;
 }
@@ -417,6 +424,7 @@ static ep_status test_layout(ep_moe_cuda *ctx)
   EP_TRY(test_layout_case(ctx, 0, 8, 0, 1));
   EP_TRY(test_layout_case(ctx, 1, 1, 0, 2));
   EP_TRY(test_layout_case(ctx, 1000, 8, 0, 3));
+  EP_TRY(test_layout_case(ctx, 1025, 5, 1, 8)); /* one full block and one copy */
   EP_TRY(test_layout_case(ctx, 5000, 37, 0, 4));
   EP_TRY(test_layout_case(ctx, 5000, 37, 1, 5)); /* three hot experts: long runs */
   EP_TRY(test_layout_case(ctx, 32768, 256, 0, 6));
@@ -427,8 +435,12 @@ fail:
 
 /* ---- permute and combine ------------------------------------------------ */
 
+/* drop: fraction of copies dropped (1.0: none kept). misalign: the four bf16
+ * buffers start 2 bytes past a 16-byte boundary, so permute and combine must
+ * take their scalar paths and the fp8 permute must refuse (it has no unaligned
+ * path). The last token always has all its copies dropped. */
 static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t K, int32_t H,
-                                           int32_t E, uint64_t seed)
+                                           int32_t E, double drop, int misalign, uint64_t seed)
 {
   ep_status st = EP_OK;
   ep_rng rng;
@@ -451,7 +463,9 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
     st = EP_ERR_NOMEM;
     goto fail;
   }
-  random_routing(&rng, T, K, E, 0.05, ex);
+  random_routing(&rng, T, K, E, drop, ex);
+  for (int32_t j = 0; j < K; j++)
+    ex[(T - 1) * K + j] = -1; /* a token with no kept copy: combine gives zeros */
   EP_TRY(ep_moe_layout_ref(C, E, ex, counts, off, slot, NULL));
   /* Three spare rows that no copy maps to: they must keep their poison. */
   const int64_t S = off[E] + 3;
@@ -474,16 +488,19 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
     x[i] = 0; /* token 0's first block is all zero (fp8 amax floor) */
   ep_moe_fill_uniform_bf16(y, S * H, seed + 2, -2.0f, 2.0f);
   ep_moe_fill_uniform_f32(w, C, seed + 3, 0.0f, 1.0f);
-  EP_TRY(dev_alloc((void **)&d_x, sizeof(ep_bf16) * (size_t)(T * H)));
-  EP_TRY(dev_alloc((void **)&d_perm, sizeof(ep_bf16) * (size_t)(S * H)));
-  EP_TRY(dev_alloc((void **)&d_y, sizeof(ep_bf16) * (size_t)(S * H)));
-  EP_TRY(dev_alloc((void **)&d_out, sizeof(ep_bf16) * (size_t)(T * H)));
+  /* One spare element in front of each bf16 buffer for the misaligned runs. */
+  EP_TRY(dev_alloc((void **)&d_x, sizeof(ep_bf16) * (size_t)(T * H + 1)));
+  EP_TRY(dev_alloc((void **)&d_perm, sizeof(ep_bf16) * (size_t)(S * H + 1)));
+  EP_TRY(dev_alloc((void **)&d_y, sizeof(ep_bf16) * (size_t)(S * H + 1)));
+  EP_TRY(dev_alloc((void **)&d_out, sizeof(ep_bf16) * (size_t)(T * H + 1)));
   EP_TRY(dev_alloc((void **)&d_q, (size_t)(S * H)));
   EP_TRY(dev_alloc((void **)&d_sc, sizeof(float) * (size_t)(S * nsb)));
   EP_TRY(dev_alloc((void **)&d_w, sizeof(float) * (size_t)C));
   EP_TRY(dev_alloc((void **)&d_slot, sizeof(int32_t) * (size_t)C));
-  EP_TRY(upload(ctx, d_x, x, sizeof(ep_bf16) * (size_t)(T * H)));
-  EP_TRY(upload(ctx, d_y, y, sizeof(ep_bf16) * (size_t)(S * H)));
+  const int64_t mis = misalign ? 1 : 0;
+  ep_bf16 *px = d_x + mis, *pperm = d_perm + mis, *py = d_y + mis, *pout = d_out + mis;
+  EP_TRY(upload(ctx, px, x, sizeof(ep_bf16) * (size_t)(T * H)));
+  EP_TRY(upload(ctx, py, y, sizeof(ep_bf16) * (size_t)(S * H)));
   EP_TRY(upload(ctx, d_w, w, sizeof(float) * (size_t)C));
   EP_TRY(upload(ctx, d_slot, slot, sizeof(int32_t) * (size_t)C));
   for (int pass = 0; pass < 2; pass++) {
@@ -492,17 +509,20 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
      * applied to an identically poisoned buffer. */
     memset(r_perm, p, sizeof(ep_bf16) * (size_t)(S * H));
     EP_TRY(ep_moe_permute_ref(T, K, H, S, x, slot, r_perm));
-    EP_TRY(poison(ctx, d_perm, sizeof(ep_bf16) * (size_t)(S * H), p));
-    EP_TRY(ep_moe_cuda_permute(ctx, T, K, H, S, d_x, d_slot, d_perm));
-    EP_TRY(download(ctx, g_perm, d_perm, sizeof(ep_bf16) * (size_t)(S * H)));
+    EP_TRY(poison(ctx, pperm, sizeof(ep_bf16) * (size_t)(S * H), p));
+    EP_TRY(ep_moe_cuda_permute(ctx, T, K, H, S, px, d_slot, pperm));
+    EP_TRY(download(ctx, g_perm, pperm, sizeof(ep_bf16) * (size_t)(S * H)));
     CHECK_EQ_INT(count_diff_bytes(g_perm, r_perm, sizeof(ep_bf16) * (size_t)(S * H), "permute"), 0);
-    if (fp8) {
+    if (fp8 && misalign) {
+      CHECK_EQ_INT(ep_moe_cuda_permute_fp8(ctx, T, K, H, S, px, d_slot, d_q, d_sc),
+                   EP_ERR_UNSUPPORTED);
+    } else if (fp8) {
       memset(r_q, p, (size_t)(S * H));
       memset(r_sc, p, sizeof(float) * (size_t)(S * nsb));
       EP_TRY(ep_moe_permute_fp8_ref(T, K, H, S, x, slot, r_q, r_sc));
       EP_TRY(poison(ctx, d_q, (size_t)(S * H), p));
       EP_TRY(poison(ctx, d_sc, sizeof(float) * (size_t)(S * nsb), p));
-      EP_TRY(ep_moe_cuda_permute_fp8(ctx, T, K, H, S, d_x, d_slot, d_q, d_sc));
+      EP_TRY(ep_moe_cuda_permute_fp8(ctx, T, K, H, S, px, d_slot, d_q, d_sc));
       EP_TRY(download(ctx, g_q, d_q, (size_t)(S * H)));
       EP_TRY(download(ctx, g_sc, d_sc, sizeof(float) * (size_t)(S * nsb)));
       CHECK_EQ_INT(count_diff_bytes(g_q, r_q, (size_t)(S * H), "permute fp8 codes"), 0);
@@ -514,17 +534,19 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
     }
     /* combine: bf16 out, relative to each token row's largest value. */
     EP_TRY(ep_moe_combine_ref(T, K, H, S, y, slot, w, r_out));
-    EP_TRY(poison(ctx, d_out, sizeof(ep_bf16) * (size_t)(T * H), p));
-    EP_TRY(ep_moe_cuda_combine(ctx, T, K, H, S, d_y, d_slot, d_w, d_out));
-    EP_TRY(download(ctx, g_out, d_out, sizeof(ep_bf16) * (size_t)(T * H)));
+    EP_TRY(poison(ctx, pout, sizeof(ep_bf16) * (size_t)(T * H), p));
+    EP_TRY(ep_moe_cuda_combine(ctx, T, K, H, S, py, d_slot, d_w, pout));
+    EP_TRY(download(ctx, g_out, pout, sizeof(ep_bf16) * (size_t)(T * H)));
     double err = rows_rel_err_bf16(g_out, r_out, T, H);
     CHECK(err <= 1e-2);
     if (pass == 0) {
       int64_t same = 0;
       for (int64_t i = 0; i < T * H; i++)
         same += g_out[i] == r_out[i];
-      printf("permute/combine T=%lld k=%d H=%d: combine err %.1e, %lld of %lld bit-identical\n",
-             (long long)T, (int)K, (int)H, err, (long long)same, (long long)(T * H));
+      printf("permute/combine T=%lld k=%d H=%d kept %d%s: combine err %.1e, %lld of %lld "
+             "bit-identical\n",
+             (long long)T, (int)K, (int)H, (int)off[E], misalign ? " misaligned" : "", err,
+             (long long)same, (long long)(T * H));
     }
   }
 fail:
@@ -557,17 +579,30 @@ fail:
 static ep_status test_permute_combine(ep_moe_cuda *ctx)
 {
   ep_status st = EP_OK;
-  EP_TRY(test_permute_combine_case(ctx, 300, 8, 512, 32, 1));  /* 16-byte paths, fp8 */
-  EP_TRY(test_permute_combine_case(ctx, 64, 8, 7168, 256, 2)); /* DeepSeek-V3 hidden */
-  EP_TRY(test_permute_combine_case(ctx, 77, 3, 100, 7, 3));    /* scalar paths */
-  EP_TRY(test_permute_combine_case(ctx, 50, 1, 1152, 4, 4));   /* top-1, 9 fp8 blocks */
+  /* 16-byte paths, fp8 */
+  EP_TRY(test_permute_combine_case(ctx, 300, 8, 512, 32, 0.05, 0, 1));
+  /* DeepSeek-V3 hidden */
+  EP_TRY(test_permute_combine_case(ctx, 64, 8, 7168, 256, 0.05, 0, 2));
+  /* scalar paths: odd hidden */
+  EP_TRY(test_permute_combine_case(ctx, 77, 3, 100, 7, 0.05, 0, 3));
+  /* top-1, 9 fp8 blocks */
+  EP_TRY(test_permute_combine_case(ctx, 50, 1, 1152, 4, 0.05, 0, 4));
+  /* scalar paths: hidden % 8 == 0 but rows not 16-byte aligned; fp8 refuses */
+  EP_TRY(test_permute_combine_case(ctx, 300, 8, 512, 32, 0.05, 1, 5));
+  /* 1024-thread blocks (combine_vec_kernel's register budget); fp8 rows of 2 passes */
+  EP_TRY(test_permute_combine_case(ctx, 20, 8, 16384, 16, 0.05, 0, 6));
+  /* top_k = EP_MOE_MAX_TOP_K = the smallest block; one 16-byte vector per row */
+  EP_TRY(test_permute_combine_case(ctx, 10, 64, 8, 64, 0.05, 0, 7));
+  /* every copy dropped: only the spare rows exist, combine writes zeros */
+  EP_TRY(test_permute_combine_case(ctx, 40, 4, 256, 8, 1.0, 0, 8));
 fail:
   return st;
 }
 
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
-static ep_status test_swiglu(ep_moe_cuda *ctx, int64_t rows, int32_t I, uint64_t seed)
+/* misalign: both buffers start 2 bytes past a 16-byte boundary (scalar path). */
+static ep_status test_swiglu(ep_moe_cuda *ctx, int64_t rows, int32_t I, int misalign, uint64_t seed)
 {
   ep_status st = EP_OK;
   ep_bf16 *h13 = host_alloc(sizeof(ep_bf16) * (size_t)(rows * 2 * I));
@@ -582,13 +617,14 @@ static ep_status test_swiglu(ep_moe_cuda *ctx, int64_t rows, int32_t I, uint64_t
   }
   ep_moe_fill_uniform_bf16(h13, rows * 2 * I, seed, -8.0f, 8.0f);
   EP_TRY(ep_moe_swiglu_ref(rows, I, h13, r));
-  EP_TRY(dev_alloc((void **)&d_h13, sizeof(ep_bf16) * (size_t)(rows * 2 * I)));
-  EP_TRY(dev_alloc((void **)&d_h, sizeof(ep_bf16) * (size_t)(rows * I)));
-  EP_TRY(upload(ctx, d_h13, h13, sizeof(ep_bf16) * (size_t)(rows * 2 * I)));
+  EP_TRY(dev_alloc((void **)&d_h13, sizeof(ep_bf16) * (size_t)(rows * 2 * I + 1)));
+  EP_TRY(dev_alloc((void **)&d_h, sizeof(ep_bf16) * (size_t)(rows * I + 1)));
+  ep_bf16 *ph13 = d_h13 + (misalign ? 1 : 0), *ph = d_h + (misalign ? 1 : 0);
+  EP_TRY(upload(ctx, ph13, h13, sizeof(ep_bf16) * (size_t)(rows * 2 * I)));
   for (int pass = 0; pass < 2; pass++) {
-    EP_TRY(poison(ctx, d_h, sizeof(ep_bf16) * (size_t)(rows * I), poisons[pass]));
-    EP_TRY(ep_moe_cuda_swiglu(ctx, rows, I, d_h13, d_h));
-    EP_TRY(download(ctx, g, d_h, sizeof(ep_bf16) * (size_t)(rows * I)));
+    EP_TRY(poison(ctx, ph, sizeof(ep_bf16) * (size_t)(rows * I), poisons[pass]));
+    EP_TRY(ep_moe_cuda_swiglu(ctx, rows, I, ph13, ph));
+    EP_TRY(download(ctx, g, ph, sizeof(ep_bf16) * (size_t)(rows * I)));
     for (int64_t i = 0; i < rows * I; i++) {
       gf[i] = ep_bf16_to_f32(g[i]);
       rf[i] = ep_bf16_to_f32(r[i]);
@@ -685,11 +721,21 @@ static ep_status test_experts(ep_moe_cuda *ctx)
   ep_status st = EP_OK;
   const int32_t uneven[6] = {17, 0, 64, 1, 40, 9};
   const int32_t even[4] = {33, 33, 33, 33};
+  const int32_t edges[5] = {0, 3, 0, 130, 0}; /* empty first and last experts */
+  const int32_t none[3] = {0, 0, 0};
+  int32_t many[300]; /* 300 non-empty experts: two grouped calls (EP__GEMM_CHUNK 256) */
+  for (int32_t e = 0; e < 300; e++)
+    many[e] = 1 + e % 2;
   const ep_moe_gemm_impl impls[3] = {EP_MOE_GEMM_GROUPED, EP_MOE_GEMM_LOOP, EP_MOE_GEMM_AUTO};
-  EP_TRY(test_swiglu(ctx, 77, 256, 1));
-  EP_TRY(test_swiglu(ctx, 31, 100, 2));
-  for (int i = 0; i < 3; i++)
+  EP_TRY(test_swiglu(ctx, 77, 256, 0, 1));
+  EP_TRY(test_swiglu(ctx, 31, 100, 0, 2));
+  EP_TRY(test_swiglu(ctx, 9, 64, 1, 3)); /* inter % 8 == 0 but misaligned: scalar path */
+  for (int i = 0; i < 3; i++) {
     EP_TRY(test_gemm_case(ctx, impls[i], 6, uneven, 256, 128, 10 + (uint64_t)i));
+    EP_TRY(test_gemm_case(ctx, impls[i], 5, edges, 128, 64, 30 + (uint64_t)i));
+    EP_TRY(test_gemm_case(ctx, impls[i], 3, none, 64, 32, 40 + (uint64_t)i));
+  }
+  EP_TRY(test_gemm_case(ctx, EP_MOE_GEMM_GROUPED, 300, many, 64, 32, 50));
   EP_TRY(test_gemm_case(ctx, EP_MOE_GEMM_BATCHED, 4, even, 256, 128, 20));
   EP_TRY(test_gemm_case(ctx, EP_MOE_GEMM_AUTO, 4, even, 192, 64, 21));
   EP_TRY(test_gemm_case(ctx, EP_MOE_GEMM_AUTO, 2, uneven + 2, 7168, 256, 22)); /* DSv3 hidden */
