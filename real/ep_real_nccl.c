@@ -142,8 +142,10 @@ ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device
   *free_bytes = (int64_t)free_b;
   *total_bytes = (int64_t)total_b;
   snprintf(name, (size_t)name_len, "%s", prop.name);
-  snprintf(versions, (size_t)versions_len, "driver %d.%d, runtime %d.%d, NCCL %d", driver / 1000,
-           driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10, nccl_version);
+  /* NCCL >= 2.9 codes its version as major * 10000 + minor * 100 + patch. */
+  snprintf(versions, (size_t)versions_len, "driver %d.%d, runtime %d.%d, NCCL %d.%d.%d",
+           driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10,
+           nccl_version / 10000, nccl_version % 10000 / 100, nccl_version % 100);
   return EP_OK;
 fail:
   return st;
@@ -440,10 +442,23 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
     EP_REP_TRY(rank, "ep_moe_cuda_permute_fp8",
                ep_moe_cuda_permute_fp8(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
                                        b->d_copy_send_slot, b->d_send_q, b->d_send_sc));
-    EP_TRY(grouped_a2a(b, b->d_send_q, L->send_counts, L->send_displs, b->d_recv_q, L->recv_counts,
-                       L->recv_displs, b->hidden, sizeof(ep_fp8), ncclUint8));
-    EP_TRY(grouped_a2a(b, b->d_send_sc, L->send_counts, L->send_displs, b->d_recv_sc,
-                       L->recv_counts, L->recv_displs, nb, sizeof(float), ncclFloat32));
+    /* Rows and their scales in one outer group: one launch, both on the wire
+     * together, as the plan's one message of hidden + scale bytes per copy. */
+    EP_RNCCL_TRY(rank, ncclGroupStart());
+    st = grouped_a2a(b, b->d_send_q, L->send_counts, L->send_displs, b->d_recv_q, L->recv_counts,
+                     L->recv_displs, b->hidden, sizeof(ep_fp8), ncclUint8);
+    if (st == EP_OK)
+      st = grouped_a2a(b, b->d_send_sc, L->send_counts, L->send_displs, b->d_recv_sc,
+                       L->recv_counts, L->recv_displs, nb, sizeof(float), ncclFloat32);
+    const ncclResult_t end = ncclGroupEnd();
+    if (st != EP_OK)
+      goto fail;
+    if (end != ncclSuccess) {
+      ep_log_error("rank %d: ncclGroupEnd of the fp8 dispatch failed: %s", (int)rank,
+                   ncclGetErrorString(end));
+      st = EP_ERR_BACKEND;
+      goto fail;
+    }
     EP_REP_TRY(rank, "ep_real_cuda_fp8_to_bf16_rows",
                ep_real_cuda_fp8_to_bf16_rows(b->stream, b->n_recv, b->hidden, b->d_recv_q,
                                              b->d_recv_sc, b->d_recv_expert_slot, b->d_xe));

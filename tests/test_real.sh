@@ -81,7 +81,7 @@ if [ "$mode" = nccl ]; then
     per_rank=$(awk '/tokens_per_gpu:/ { print $2 }' "$scen")
     expect_rc 0 "nccl $name np $np" "${mpi[@]}" -np "$np" "$real" "$scen" --backend nccl \
       -o "nccl-$name" --set parallel.ep=$np --dump-output "nccl-$name.bin"
-    grep -q '^# backend: nccl (GPU [0-9]* .*, driver .*, runtime .*, NCCL [0-9]*)$' "nccl-$name/results.csv" &&
+    grep -q '^# backend: nccl (GPU [0-9]* .*, driver .*, runtime .*, NCCL [0-9]*\.[0-9]*\.[0-9]*)$' "nccl-$name/results.csv" &&
       ok || bad "nccl results.csv provenance"
     grep -q 'output check: .* worst relative L2 error' "$work/out" && ok || bad "nccl output check ran"
     # The same global tokens on one CPU rank: same plan, so the outputs must agree
