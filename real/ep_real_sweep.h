@@ -24,8 +24,10 @@
  *                               permute: tokens in + rows out; combine: rows in + tokens out;
  *                               router: tokens in + gate weights + ids and weights out)
  *   TFLOPs                      flop / median (1e12 flop/s)
- *   GBps                        bytes / median (1e9 B/s): divide by the device copy
- *                               bandwidth for the ratio to the memory floor */
+ *   GBps                        bytes / median (1e9 B/s); over the '# copy_GBps:' line
+ *                               (the device's copy bandwidth, bytes read + written,
+ *                               measured in the same run) it is the fraction of the memory
+ *                               floor reached, the inverse of bench_kernels' ratio_floor */
 #ifndef EP_REAL_SWEEP_H
 #define EP_REAL_SWEEP_H
 
@@ -61,7 +63,7 @@ typedef struct ep_sweep_point {
  * warmup untimed launches, then fills times_us[repeats] with one time per launch. */
 typedef struct ep_sweep_impl {
   const char *backend;     /* "cpu" or "nccl" */
-  char provenance[512];    /* "# ..." lines describing the device, newline-terminated */
+  char provenance[1024];   /* "# ..." lines describing the device, newline-terminated */
   int32_t warmup;
   void *ctx;
   ep_status (*measure)(void *ctx, const ep_sweep_point *pt, int32_t warmup, int32_t repeats,

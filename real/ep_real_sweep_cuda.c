@@ -18,11 +18,15 @@
  * in fp32, the reference in double; both round the same three stages to bf16. */
 #define EP_SWEEP_GEMM_ROW_TOL 1e-2
 
+/* Timed launches are queued back to back between events, EP__SWEEP_EVENTS - 1
+ * at a time, so small kernels are not timed with the host's launch latency. */
+#define EP__SWEEP_EVENTS 65
+
 typedef struct cuda_sweep {
   int32_t device;
   ep_moe_cuda *moe;
   cudaStream_t stream;
-  cudaEvent_t e0, e1; /* NULL until made */
+  cudaEvent_t ev[EP__SWEEP_EVENTS]; /* NULL until made */
 } cuda_sweep;
 
 static void cuda_sweep_free(void *ctx)
@@ -30,10 +34,9 @@ static void cuda_sweep_free(void *ctx)
   cuda_sweep *c = ctx;
   if (!c)
     return;
-  if (c->e0)
-    cudaEventDestroy(c->e0);
-  if (c->e1)
-    cudaEventDestroy(c->e1);
+  for (int i = 0; i < EP__SWEEP_EVENTS; i++)
+    if (c->ev[i])
+      cudaEventDestroy(c->ev[i]);
   ep_moe_cuda_free(c->moe);
   if (c->stream)
     cudaStreamDestroy(c->stream);
@@ -319,14 +322,20 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
   EP_TRY(check_point(c, pt, &d, slot, &rc));
   for (int32_t i = 0; i < warmup; i++)
     EP_TRY(launch(c, pt, &d, counts, &rc));
-  for (int32_t i = 0; i < repeats; i++) {
-    float ms = 0;
-    SW_CUDA_TRY(cudaEventRecord(c->e0, c->stream));
-    EP_TRY(launch(c, pt, &d, counts, &rc));
-    SW_CUDA_TRY(cudaEventRecord(c->e1, c->stream));
-    SW_CUDA_TRY(cudaEventSynchronize(c->e1));
-    SW_CUDA_TRY(cudaEventElapsedTime(&ms, c->e0, c->e1));
-    times_us[i] = 1e3 * (double)ms;
+  for (int32_t done = 0; done < repeats;) {
+    const int32_t n = repeats - done < EP__SWEEP_EVENTS - 1 ? repeats - done : EP__SWEEP_EVENTS - 1;
+    SW_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
+    for (int32_t i = 0; i < n; i++) {
+      EP_TRY(launch(c, pt, &d, counts, &rc));
+      SW_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
+    }
+    SW_CUDA_TRY(cudaEventSynchronize(c->ev[n]));
+    for (int32_t i = 0; i < n; i++) {
+      float ms = 0;
+      SW_CUDA_TRY(cudaEventElapsedTime(&ms, c->ev[i], c->ev[i + 1]));
+      times_us[done + i] = 1e3 * (double)ms;
+    }
+    done += n;
   }
   EP_TRY(ep_moe_cuda_sync(c->moe));
 fail:
@@ -339,6 +348,47 @@ fail:
   free(slot);
   free(counts);
   free(offsets);
+  return st;
+}
+
+/* The device's copy bandwidth (bytes read + written per second), the memory
+ * floor's yardstick, measured in the same run as the kernels. */
+#define EP__COPY_MIB 512
+#define EP__COPY_REPEATS 10
+
+static int cmp_float(const void *a, const void *b)
+{
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static ep_status copy_bandwidth(cuda_sweep *c, double *GBps)
+{
+  ep_status st = EP_OK;
+  const size_t bytes = (size_t)EP__COPY_MIB << 20;
+  void *src = NULL, *dst = NULL;
+  float ms[EP__COPY_REPEATS];
+  SW_CUDA_TRY(cudaMalloc(&src, bytes));
+  SW_CUDA_TRY(cudaMalloc(&dst, bytes));
+  SW_CUDA_TRY(cudaMemsetAsync(src, 1, bytes, c->stream));
+  for (int i = 0; i < 3; i++) /* warm-up */
+    SW_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+  SW_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
+  for (int i = 0; i < EP__COPY_REPEATS; i++) {
+    SW_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+    SW_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
+  }
+  SW_CUDA_TRY(cudaEventSynchronize(c->ev[EP__COPY_REPEATS]));
+  for (int i = 0; i < EP__COPY_REPEATS; i++)
+    SW_CUDA_TRY(cudaEventElapsedTime(&ms[i], c->ev[i], c->ev[i + 1]));
+  qsort(ms, EP__COPY_REPEATS, sizeof ms[0], cmp_float);
+  const double med_ms = 0.5 * ((double)ms[EP__COPY_REPEATS / 2 - 1] + (double)ms[EP__COPY_REPEATS / 2]);
+  *GBps = med_ms > 0 ? 2.0 * (double)bytes / (med_ms * 1e6) : 0.0;
+fail:
+  if (src)
+    cudaFree(src);
+  if (dst)
+    cudaFree(dst);
   return st;
 }
 
@@ -355,8 +405,10 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
                               versions, sizeof versions));
   SW_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   EP_TRY(ep_moe_cuda_init(&c->moe, c->device, c->stream));
-  SW_CUDA_TRY(cudaEventCreate(&c->e0));
-  SW_CUDA_TRY(cudaEventCreate(&c->e1));
+  for (int i = 0; i < EP__SWEEP_EVENTS; i++)
+    SW_CUDA_TRY(cudaEventCreate(&c->ev[i]));
+  double copy_GBps = 0;
+  EP_TRY(copy_bandwidth(c, &copy_GBps));
   out->backend = "nccl";
   out->warmup = 3;
   out->ctx = c;
@@ -365,10 +417,13 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
   snprintf(out->provenance, sizeof out->provenance,
            "# device: GPU %d %s, %.1f GiB, %s; kernels kernels/ep_moe_cuda.h (grouped GEMM: "
            "cuBLAS, %s)\n"
-           "# timing: CUDA events around each launch on one stream, %d warm-up launches; outputs "
-           "checked against the C reference before timing\n",
+           "# timing: CUDA events between launches queued back to back on one stream, %d "
+           "warm-up launches; outputs checked against the C reference before timing\n"
+           "# copy_GBps: %.1f (cudaMemcpyAsync device to device of %d MiB, bytes read + written "
+           "over the median of %d)\n",
            (int)c->device, name, (double)total_b / (1024.0 * 1024 * 1024), versions,
-           ep_moe_gemm_impl_name(EP_MOE_GEMM_AUTO), out->warmup);
+           ep_moe_gemm_impl_name(EP_MOE_GEMM_AUTO), out->warmup, copy_GBps, EP__COPY_MIB,
+           EP__COPY_REPEATS);
   return EP_OK;
 fail:
   cuda_sweep_free(c);

@@ -97,6 +97,8 @@ if [ "$mode" = nccl ]; then
     --sweep-tokens 8,64 --sweep-experts 2 --repeats 3
   [ "$(grep -c '^[a-z_0-9]*,nccl,' sweep/sweep.csv)" -eq 10 ] && ok || bad "nccl sweep rows"
   grep -q '^# device: GPU' sweep/sweep.csv && ok || bad "nccl sweep provenance"
+  grep -Eq '^# copy_GBps: [0-9]*[1-9][0-9]*\.[0-9] \(cudaMemcpyAsync' sweep/sweep.csv && ok ||
+    bad "nccl sweep: a positive copy bandwidth"
   finish
 fi
 
@@ -204,6 +206,8 @@ expect_rc 0 "cpu sweep" "$real" "$small" --backend cpu --sweep -o sweep --sweep-
 for p in '# tool: epsim-real' '# backend: cpu' '# device: CPU' '# scenario: ' '# argv: '; do
   grep -q "^$p" sweep/sweep.csv && ok || bad "sweep provenance '$p'"
 done
+grep -Eq '^# copy_GBps: [0-9]*[1-9][0-9]*\.[0-9] \(memcpy' sweep/sweep.csv && ok ||
+  bad "sweep provenance: a positive copy bandwidth"
 # grouped_gemm at 2 experts x 8 tokens: 16 rows, flop = 6 * 16 * 128 * 96.
 grep -q "^grouped_gemm,cpu,128,96,8,2,2,8,16,8,2,.*,$((6 * 16 * 128 * 96))," sweep/sweep.csv && ok ||
   bad "sweep grouped_gemm row"
