@@ -1,6 +1,8 @@
 /* NCCL backend: one GPU per MPI rank. The send/recv lists of every all-to-all
  * are the ep_exchange layout the CPU backend uses; only the transport (grouped
  * ncclSend/ncclRecv on one stream) and the kernels (ep_moe_cuda.h) differ.
+ * The cuda-ipc variant moves the same rows with CUDA IPC copies instead, so
+ * that several ranks can share one GPU, which NCCL refuses.
  * Every failure names the call and the rank, and jumps to the cleanup label. */
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -46,12 +48,20 @@
     }                                                                                        \
   } while (0)
 
+/* The send buffers a cuda-ipc rank exports: counts, bf16 rows, fp8 rows, fp8
+ * scales, combine rows. */
+#define EP__IPC_BUFS 5
+
 struct ep_nccl_backend {
   ep_real_rank *rk;
   MPI_Comm comm;
   int32_t rank, device;
   ncclComm_t nccl;
   int nccl_made;
+  int ipc;                       /* rows move by CUDA IPC copies, not NCCL */
+  void *ipc_local[EP__IPC_BUFS]; /* this rank's exported send buffers (NULL: unused) */
+  void **ipc_peer[EP__IPC_BUFS]; /* [n_ranks] every rank's same buffer, mapped here */
+  int64_t *ipc_xchg;             /* [4 * n_ranks] (displacement, count) pairs out, then in */
   int failed; /* a call failed: abort the communicator instead of destroying it */
   cudaStream_t stream;
   ep_moe_cuda *moe;
@@ -95,6 +105,23 @@ void ep_nccl_backend_free(void *ctx)
     if (res != ncclSuccess)
       ep_log_error("rank %d: ncclCommDestroy failed: %s", (int)b->rank, ncclGetErrorString(res));
   }
+  int ipc_mapped = 0;
+  for (int i = 0; i < EP__IPC_BUFS; i++) {
+    for (int32_t p = 0; b->ipc_peer[i] && p < b->rk->plan->n_ranks; p++) {
+      if (p == b->rank || !b->ipc_peer[i][p])
+        continue;
+      ipc_mapped = 1;
+      cudaError_t err = cudaIpcCloseMemHandle(b->ipc_peer[i][p]);
+      if (err != cudaSuccess)
+        ep_log_error("rank %d: cudaIpcCloseMemHandle of rank %d's buffer failed: %s", (int)b->rank,
+                     (int)p, cudaGetErrorString(err));
+    }
+    free(b->ipc_peer[i]);
+  }
+  free(b->ipc_xchg);
+  /* No rank frees a buffer that a peer still maps (after a failure the job is aborted). */
+  if (ipc_mapped && !b->failed && MPI_Barrier(b->comm) != MPI_SUCCESS)
+    ep_log_error("rank %d: MPI_Barrier before freeing the exported buffers failed", (int)b->rank);
   void *bufs[] = {b->d_x, b->d_w13, b->d_w2, b->d_w13_sh, b->d_w2_sh, b->d_send, b->d_recv,
                   b->d_send_q, b->d_recv_q, b->d_send_sc, b->d_recv_sc, b->d_xe, b->d_ye,
                   b->d_comb_send, b->d_comb_recv, b->d_routed, b->d_shared_tmp, b->d_shared_acc,
@@ -164,8 +191,48 @@ fail:
   return st;
 }
 
+/* cuda-ipc: exports this rank's send buffers and maps every peer's. Collective. */
+static ep_status ipc_init(ep_nccl_backend *b)
+{
+  ep_status st = EP_OK;
+  const int32_t n = b->rk->plan->n_ranks, r = b->rank;
+  void *bufs[EP__IPC_BUFS] = {b->d_send_counts, b->d_send, b->d_send_q, b->d_send_sc,
+                              b->d_comb_send};
+  cudaIpcMemHandle_t *all = calloc((size_t)n, sizeof *all);
+  b->ipc_xchg = malloc(4 * (size_t)n * sizeof(int64_t));
+  if (!all || !b->ipc_xchg) {
+    ep_log_error("rank %d: out of memory for the cuda-ipc handles", (int)r);
+    st = EP_ERR_NOMEM;
+    goto fail;
+  }
+  for (int i = 0; i < EP__IPC_BUFS; i++) {
+    if (!bufs[i]) /* bf16 or fp8 rows, the same choice on every rank */
+      continue;
+    b->ipc_local[i] = bufs[i];
+    if (!(b->ipc_peer[i] = calloc((size_t)n, sizeof(void *)))) {
+      ep_log_error("rank %d: out of memory for the cuda-ipc handles", (int)r);
+      st = EP_ERR_NOMEM;
+      goto fail;
+    }
+    cudaIpcMemHandle_t mine;
+    EP_RCUDA_TRY(r, cudaIpcGetMemHandle(&mine, bufs[i]));
+    EP_MPI_TRY(r, MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
+                                MPI_BYTE, b->comm));
+    for (int32_t p = 0; p < n; p++) {
+      if (p == r)
+        b->ipc_peer[i][p] = bufs[i]; /* a process cannot open its own handle */
+      else
+        EP_RCUDA_TRY(r, cudaIpcOpenMemHandle(&b->ipc_peer[i][p], all[p],
+                                             cudaIpcMemLazyEnablePeerAccess));
+    }
+  }
+fail:
+  free(all);
+  return st;
+}
+
 ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm comm,
-                               int32_t device)
+                               int32_t device, int ipc)
 {
   ep_status st = EP_OK;
   if (!out || !rk || !rk->plan)
@@ -180,6 +247,7 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   const int32_t n = plan->n_ranks, r = rk->rank, h = rk->shape.hidden, im = rk->shape.intermediate;
   b->rk = rk;
   b->comm = comm;
+  b->ipc = ipc;
   b->rank = r;
   b->device = device;
   b->hidden = h;
@@ -299,6 +367,11 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
                                   cudaMemcpyHostToDevice, b->stream));
   EP_REP_TRY(r, "filling the expert weights", ep_moe_cuda_sync(b->moe));
 
+  if (ipc) {
+    EP_TRY(ipc_init(b));
+    *out = b;
+    return EP_OK;
+  }
   /* NCCL communicator bootstrapped over MPI: rank 0's unique id to everyone.
    * Last, so that no failure above leaves a communicator whose peers would
    * wait for this rank (the caller aborts the job when init fails). */
@@ -371,6 +444,51 @@ fail:
   return st;
 }
 
+/* cuda-ipc's all-to-all: every rank copies its blocks straight out of its
+ * peers' send buffers. The MPI_Alltoall of (displacement, count) pairs starts
+ * no copy before every peer's send buffer is complete (each enters it after
+ * syncing its stream); the closing barrier keeps every rank from writing its
+ * send buffer again before all peers have read it. */
+static ep_status ipc_a2a(ep_nccl_backend *b, const void *send, const int64_t *send_counts,
+                         const int64_t *send_displs, void *recv, const int64_t *recv_counts,
+                         const int64_t *recv_displs, size_t row_bytes)
+{
+  ep_status st = EP_OK;
+  const int32_t n = b->rk->plan->n_ranks, r = b->rank;
+  int w = 0;
+  while (w < EP__IPC_BUFS && (!b->ipc_local[w] || b->ipc_local[w] != send))
+    w++;
+  if (w == EP__IPC_BUFS) {
+    ep_log_error("rank %d: cuda-ipc: the send buffer is not one of the exported ones", (int)r);
+    return EP_ERR_INVALID;
+  }
+  int64_t *out = b->ipc_xchg, *in = b->ipc_xchg + 2 * (size_t)n;
+  for (int32_t p = 0; p < n; p++) {
+    out[2 * p] = send_displs[p];
+    out[2 * p + 1] = send_counts[p];
+  }
+  EP_RCUDA_TRY(r, cudaStreamSynchronize(b->stream));
+  EP_MPI_TRY(r, MPI_Alltoall(out, 2, MPI_INT64_T, in, 2, MPI_INT64_T, b->comm));
+  for (int32_t p = 0; p < n; p++) {
+    if (in[2 * p + 1] != recv_counts[p]) {
+      ep_log_error("rank %d: cuda-ipc: rank %d sends %lld rows, %lld expected", (int)r, (int)p,
+                   (long long)in[2 * p + 1], (long long)recv_counts[p]);
+      st = EP_ERR_BACKEND;
+      goto fail;
+    }
+    if (recv_counts[p] > 0)
+      EP_RCUDA_TRY(r, cudaMemcpyAsync((char *)recv + (size_t)recv_displs[p] * row_bytes,
+                                      (const char *)b->ipc_peer[w][p] + (size_t)in[2 * p] * row_bytes,
+                                      (size_t)recv_counts[p] * row_bytes, cudaMemcpyDeviceToDevice,
+                                      b->stream));
+  }
+  EP_RCUDA_TRY(r, cudaStreamSynchronize(b->stream));
+  EP_MPI_TRY(r, MPI_Barrier(b->comm));
+  return EP_OK;
+fail:
+  return st;
+}
+
 /* One grouped all-to-all of rows: send block d of send_counts[d] rows at
  * send_displs[d], receive block s at recv_displs[s]. elems_per_row of type. */
 static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t *send_counts,
@@ -380,6 +498,9 @@ static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t
 {
   ep_status st = EP_OK;
   const int32_t n = b->rk->plan->n_ranks;
+  if (b->ipc)
+    return ipc_a2a(b, send, send_counts, send_displs, recv, recv_counts, recv_displs,
+                   (size_t)elems_per_row * elem_bytes);
   EP_RNCCL_TRY(b->rank, ncclGroupStart());
   for (int32_t peer = 0; peer < n; peer++) {
     if (send_counts[peer] > 0) {
@@ -444,13 +565,14 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
                                        b->d_copy_send_slot, b->d_send_q, b->d_send_sc));
     /* Rows and their scales in one outer group: one launch, both on the wire
      * together, as the plan's one message of hidden + scale bytes per copy. */
-    EP_RNCCL_TRY(rank, ncclGroupStart());
+    if (!b->ipc)
+      EP_RNCCL_TRY(rank, ncclGroupStart());
     st = grouped_a2a(b, b->d_send_q, L->send_counts, L->send_displs, b->d_recv_q, L->recv_counts,
                      L->recv_displs, b->hidden, sizeof(ep_fp8), ncclUint8);
     if (st == EP_OK)
       st = grouped_a2a(b, b->d_send_sc, L->send_counts, L->send_displs, b->d_recv_sc,
                        L->recv_counts, L->recv_displs, nb, sizeof(float), ncclFloat32);
-    const ncclResult_t end = ncclGroupEnd();
+    const ncclResult_t end = b->ipc ? ncclSuccess : ncclGroupEnd();
     if (st != EP_OK)
       goto fail;
     if (end != ncclSuccess) {

@@ -36,9 +36,12 @@ ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device
  * then creates the NCCL communicator over comm (unique id from rank 0 by
  * MPI_Bcast; collective). A rank that fails returns before the communicator
  * exists, but its peers may wait for it in MPI_Bcast or ncclCommInitRank (no
- * timeout): the caller aborts the job. rk is borrowed and must outlive the backend. */
+ * timeout): the caller aborts the job. rk is borrowed and must outlive the backend.
+ * ipc != 0 (--backend cuda-ipc): no NCCL; every all-to-all copies rows out of
+ * the peers' send buffers, mapped with CUDA IPC (same node; ranks may share a
+ * GPU). Its timings include MPI synchronisation and are not a fabric's. */
 ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm comm,
-                               int32_t device);
+                               int32_t device, int ipc);
 
 /* Barrier, then records the clock's zero event. Collective. */
 ep_status ep_nccl_backend_start(ep_nccl_backend *b);
@@ -49,7 +52,8 @@ ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out);
 
 /* NULL-safe. Destroys the NCCL communicator (every rank must free theirs), or
  * aborts it when a call on this backend failed, so peers stuck in a transfer
- * do not keep the stream from draining. */
+ * do not keep the stream from draining. cuda-ipc: unmaps the peers' buffers,
+ * then a barrier (skipped after a failure) before freeing its own. */
 void ep_nccl_backend_free(void *b);
 
 #endif

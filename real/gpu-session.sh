@@ -8,7 +8,8 @@
 #  4. runs the test suite (the GPU tests moe_cuda, real_cuda, real_nccl included),
 #  5. runs the kernel benchmark and its PyTorch twin, and joins them against the targets,
 #  6. runs the calibration sweep (real/measurements/<gpu>/sweep.csv is this file),
-#  7. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1.
+#  7. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1,
+#     and DeepSeek-V3 at EP4 on four ranks sharing the GPU (--backend cuda-ipc).
 # Each step runs even when an earlier one failed, with a time limit, and is logged.
 # OUTDIR gets at most 8 files (the device tool's limit): summary.txt, the CSVs and
 # logs.tar.gz with every log and output directory.
@@ -94,6 +95,10 @@ step mixtral_ep1 300 mpirun -np 1 "$real" scenarios/mixtral-8x7b-hgx-h100-ep8.ya
   --backend nccl --set parallel.ep=1 --set workload.tokens_per_gpu=4096 -o "$work/mixtral-ep1"
 step dsv3_ep1 300 mpirun -np 1 "$real" scenarios/default.yaml --backend nccl \
   --set parallel.ep=1 --check-tokens 4 -o "$work/dsv3-ep1"
+# Four ranks sharing the GPU (NCCL refuses that): the multi-rank GPU path at
+# DeepSeek-V3's shapes, fp8 dispatch, rows moved by CUDA IPC copies.
+step dsv3_ipc_ep4 300 mpirun -np 4 "$real" scenarios/default.yaml --backend cuda-ipc \
+  --set parallel.ep=4 --set workload.tokens_per_gpu=1024 -o "$work/dsv3-ipc-ep4"
 for run in mixtral-ep1 dsv3-ep1; do
   [ -f "$work/$run/results.csv" ] && cp "$work/$run/results.csv" "$out/$run.results.csv"
 done

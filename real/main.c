@@ -1,6 +1,6 @@
 /* epsim-real: run one expert-parallel MoE layer for real, one MPI rank per EP
  * rank, with the simulator's engine, dispatch plan and result schema.
- *   mpirun -np EP epsim-real SCENARIO [-o DIR] [--backend auto|cpu|nccl] [--set k=v ...]
+ *   mpirun -np EP epsim-real SCENARIO [-o DIR] [--backend auto|cpu|nccl|cuda-ipc] [--set k=v ...]
  *   epsim-real SCENARIO --sweep [-o DIR] [--backend ...]   (one rank: kernel timings)
  * Exit codes: 0 ok, 1 bad input (usage, scenario, EP != ranks, does not fit),
  * 2 internal error (including a layer output that fails the reference check). */
@@ -64,7 +64,9 @@ static void usage(FILE *f)
         "schema. The scenario's parallel.ep must equal the number of ranks.\n"
         "\n"
         "  -o DIR               output directory (default epsim-real-out)\n"
-        "  --backend B          auto (nccl if built and a GPU is present, else cpu), cpu, nccl\n"
+        "  --backend B          auto (nccl if built and a GPU is present, else cpu), cpu, nccl,\n"
+        "                       cuda-ipc (nccl's kernels, rows moved by CUDA IPC copies: ranks\n"
+        "                       on one node may share a GPU; for testing, not for timings)\n"
         "  --set key=value      override a scenario key (repeatable), e.g. parallel.ep=1\n"
         "  --dump-output FILE   write the layer output: float32, native byte order,\n"
         "                       [ep * tokens_per_gpu * hidden], global token order (rank-major)\n"
@@ -125,7 +127,7 @@ static int parse_args(int argc, char **argv, options *o, int loud)
     if (!strcmp(a, "--version")) {
       if (loud)
         printf("epsim-real %s (git %s), backends: cpu%s\n", EP_VERSION, EP_GIT_SHA,
-               EP_REAL_HAVE_NCCL ? " nccl" : "");
+               EP_REAL_HAVE_NCCL ? " nccl cuda-ipc" : "");
       return 1;
     }
     if (!strcmp(a, "--sweep")) {
@@ -149,9 +151,10 @@ static int parse_args(int argc, char **argv, options *o, int loud)
       } else if (!strcmp(a, "--set")) {
         o->sets[o->n_sets++] = v;
       } else if (!strcmp(a, "--backend")) {
-        if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "nccl")) {
+        if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "nccl") && strcmp(v, "cuda-ipc")) {
           if (err)
-            fprintf(err, "epsim-real: unknown backend '%s' (valid: auto, cpu, nccl)\n", v);
+            fprintf(err, "epsim-real: unknown backend '%s' (valid: auto, cpu, nccl, cuda-ipc)\n",
+                    v);
           return -1;
         }
         o->backend = v;
@@ -381,7 +384,9 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
 
   /* Fit check before any buffer exists. */
   char limit_what[256], backend_desc[320];
-  snprintf(backend_desc, sizeof backend_desc, "%s", use_nccl ? "nccl" : "cpu");
+  const int ipc = !strcmp(o->backend, "cuda-ipc"); /* the GPU backend without NCCL */
+  const char *gpu_backend = ipc ? "cuda-ipc" : "nccl";
+  snprintf(backend_desc, sizeof backend_desc, "%s", use_nccl ? gpu_backend : "cpu");
   double limit = 0;
   if (!use_nccl) {
     if (o->max_mem_bytes > 0) {
@@ -401,11 +406,12 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     char name[128], versions[128], fb[32], tb[32];
     const int32_t n_dev = ep_moe_cuda_device_count();
     int qrc = EXIT_OK;
-    if (n_local > n_dev) {
+    const int per_gpu = n_dev > 0 ? (n_local + n_dev - 1) / n_dev : 1; /* ranks sharing a GPU */
+    if (n_local > n_dev && !ipc) {
       /* NCCL refuses two ranks of one communicator on the same GPU. */
       if (local_rank == 0)
         ep_log_error("--backend nccl: %d ranks on this node but %d GPU%s; NCCL needs one GPU per "
-                     "rank (use fewer ranks per node, or --backend cpu)",
+                     "rank (use fewer ranks per node, --backend cuda-ipc, or --backend cpu)",
                      n_local, (int)n_dev, n_dev == 1 ? "" : "s");
       qrc = EXIT_BAD_INPUT;
     } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name,
@@ -414,14 +420,15 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     }
     if ((rc = agree_rc(qrc)) != EXIT_OK)
       goto done;
-    snprintf(backend_desc, sizeof backend_desc, "nccl (GPU %d %s, %s)", (int)device, name,
-             versions);
-    /* Leave room for the CUDA context's and NCCL's own buffers. */
+    snprintf(backend_desc, sizeof backend_desc, "%s (GPU %d %s, %s)", gpu_backend, (int)device,
+             name, versions);
+    /* Leave room for the CUDA context's and NCCL's own buffers, per rank on the GPU. */
     const double reserve = 1.5 * 1024 * 1024 * 1024;
-    limit = (double)free_b - reserve;
-    snprintf(limit_what, sizeof limit_what, "GPU %d %s: %s free of %s, less 1.5 GiB for CUDA/NCCL",
+    limit = (double)free_b / per_gpu - reserve;
+    snprintf(limit_what, sizeof limit_what,
+             "GPU %d %s: %s free of %s, shared by %d rank%s, less 1.5 GiB each for CUDA/NCCL",
              (int)device, name, ep_real_format_bytes((double)free_b, fb, sizeof fb),
-             ep_real_format_bytes((double)total_b, tb, sizeof tb));
+             ep_real_format_bytes((double)total_b, tb, sizeof tb), per_gpu, per_gpu == 1 ? "" : "s");
   }
 #endif
   if ((rc = check_memory(&plan, &shape, wire, rank, use_nccl, limit, limit_what)) != EXIT_OK)
@@ -446,12 +453,12 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   }
 #if EP_REAL_HAVE_NCCL
   else {
-    st = ep_nccl_backend_init(&nccl, &rk, MPI_COMM_WORLD, device);
+    st = ep_nccl_backend_init(&nccl, &rk, MPI_COMM_WORLD, device, ipc);
     ops = &ep_nccl_backend_ops;
     ctx = nccl;
     if (st != EP_OK) {
       /* Peers may be waiting in ncclCommInitRank, which has no timeout. */
-      ep_log_error("rank %d: NCCL backend setup failed (%s); aborting all ranks", rank,
+      ep_log_error("rank %d: %s backend setup failed (%s); aborting all ranks", rank, gpu_backend,
                    ep_status_str(st));
       MPI_Abort(MPI_COMM_WORLD, EXIT_INTERNAL);
     }
@@ -657,23 +664,26 @@ int main(int argc, char **argv)
     goto done;
   }
 
-  /* Backend choice: auto takes NCCL when it is built and a GPU is visible. */
+  /* Backend choice: auto takes NCCL when it is built and a GPU is visible;
+   * cuda-ipc is the same GPU backend with another transport. */
+  const int gpu_asked = !strcmp(o.backend, "nccl") || !strcmp(o.backend, "cuda-ipc");
   int use_nccl = 0;
 #if EP_REAL_HAVE_NCCL
   const int have_gpu = ep_moe_cuda_device_count() > 0;
-  use_nccl = !strcmp(o.backend, "nccl") || (!strcmp(o.backend, "auto") && have_gpu);
+  use_nccl = gpu_asked || (!strcmp(o.backend, "auto") && have_gpu);
   if (use_nccl && !have_gpu) {
     if (loud)
-      ep_log_error("--backend nccl: no CUDA device is visible on this machine (use --backend cpu)");
+      ep_log_error("--backend %s: no CUDA device is visible on this machine (use --backend cpu)",
+                   o.backend);
     rc = EXIT_BAD_INPUT;
     goto done;
   }
 #else
-  if (!strcmp(o.backend, "nccl")) {
+  if (gpu_asked) {
     if (loud)
-      ep_log_error("--backend nccl: this epsim-real was built without CUDA+NCCL (EP_HAVE_CUDA=%d, "
+      ep_log_error("--backend %s: this epsim-real was built without CUDA+NCCL (EP_HAVE_CUDA=%d, "
                    "EP_HAVE_NCCL=%d); use --backend cpu",
-                   EP_HAVE_CUDA, EP_HAVE_NCCL);
+                   o.backend, EP_HAVE_CUDA, EP_HAVE_NCCL);
     rc = EXIT_BAD_INPUT;
     goto done;
   }

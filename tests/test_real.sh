@@ -10,7 +10,9 @@
 # the simulator's header and provenance, and the same plan columns as epsim's;
 # the sweep writes its CSV.
 # nccl: the same layer on the GPU(s) agrees with the cpu backend's output within
-# 2 x the reference bound (both are within 2e-2 of the double reference).
+# 2 x the reference bound (both are within 2e-2 of the double reference); so
+# does cuda-ipc on 4 ranks sharing the GPU(s), the multi-rank GPU path on any
+# GPU count (NCCL refuses two ranks on one GPU).
 set -uo pipefail
 mode=$1
 abs() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) command -v "$1" || echo "$1" ;; esac; }
@@ -93,6 +95,20 @@ if [ "$mode" = nccl ]; then
     awk -v d="$d" 'BEGIN { exit !(d <= 4e-2) }' && ok || bad "nccl vs cpu output of $name: $d > 4e-2"
     echo "nccl vs cpu, $name on $np GPU(s): worst per-token relative L2 difference $d"
   done
+  # Four ranks whatever the GPU count: the GPU backend's multi-rank logic with
+  # rows moved by CUDA IPC copies, against the cpu backend on four ranks.
+  for scen in "$small" "$cap"; do
+    name=$(basename "$scen" .yaml)
+    expect_rc 0 "cuda-ipc $name np 4" "${mpi[@]}" -np 4 "$real" "$scen" --backend cuda-ipc \
+      -o "ipc-$name" --set parallel.ep=4 --dump-output "ipc-$name.bin"
+    grep -q '^# backend: cuda-ipc (GPU [0-9]* ' "ipc-$name/results.csv" && ok ||
+      bad "cuda-ipc results.csv provenance"
+    expect_rc 0 "cpu $name np 4 for comparison" "${mpi[@]}" -np 4 "$real" "$scen" --backend cpu \
+      -o "cpu4-$name" --set parallel.ep=4 --dump-output "cpu4-$name.bin" --check-tokens 0
+    d=$(max_rel_diff "ipc-$name.bin" "cpu4-$name.bin" 128)
+    awk -v d="$d" 'BEGIN { exit !(d <= 4e-2) }' && ok || bad "cuda-ipc vs cpu output of $name: $d > 4e-2"
+    echo "cuda-ipc vs cpu, $name on 4 ranks: worst per-token relative L2 difference $d"
+  done
   expect_rc 0 "nccl sweep" "${mpi[@]}" -np 1 "$real" "$small" --backend nccl --sweep -o sweep \
     --sweep-tokens 8,64 --sweep-experts 2 --repeats 3
   [ "$(grep -c '^[a-z_0-9]*,nccl,' sweep/sweep.csv)" -eq 10 ] && ok || bad "nccl sweep rows"
@@ -126,6 +142,11 @@ expect_rc 1 "combine fp8 unsupported" "$real" "$small" --backend cpu -o never --
 grep -q 'combine_dtype fp8 is not supported' "$work/err" && ok || bad "combine fp8 message"
 if ! "$real" --version | grep -q 'nccl'; then
   expect_rc 1 "nccl backend not built" "$real" "$small" --backend nccl -o never
+  expect_rc 1 "cuda-ipc backend not built" "$real" "$small" --backend cuda-ipc -o never
+elif ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  expect_rc 1 "nccl without a GPU" "$real" "$small" --backend nccl -o never
+  expect_rc 1 "cuda-ipc without a GPU" "$real" "$small" --backend cuda-ipc -o never
+  grep -q 'cuda-ipc: no CUDA device is visible' "$work/err" && ok || bad "cuda-ipc no-GPU message"
 fi
 [ ! -e never ] && ok || bad "a refused run created its output directory"
 
