@@ -219,11 +219,20 @@ static ep_status ipc_init(ep_nccl_backend *b)
     EP_MPI_TRY(r, MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
                                 MPI_BYTE, b->comm));
     for (int32_t p = 0; p < n; p++) {
-      if (p == r)
+      if (p == r) {
         b->ipc_peer[i][p] = bufs[i]; /* a process cannot open its own handle */
-      else
-        EP_RCUDA_TRY(r, cudaIpcOpenMemHandle(&b->ipc_peer[i][p], all[p],
-                                             cudaIpcMemLazyEnablePeerAccess));
+        continue;
+      }
+      const cudaError_t err =
+          cudaIpcOpenMemHandle(&b->ipc_peer[i][p], all[p], cudaIpcMemLazyEnablePeerAccess);
+      if (err != cudaSuccess) {
+        /* E.g. a peer on another GPU without P2P, or a sandbox without CUDA IPC. */
+        ep_log_error("rank %d: cudaIpcOpenMemHandle of rank %d's send buffer %d failed: %s",
+                     (int)r, (int)p, i, cudaGetErrorString(err));
+        b->ipc_peer[i][p] = NULL; /* nothing to close */
+        st = EP_ERR_BACKEND;
+        goto fail;
+      }
     }
   }
 fail:
@@ -476,11 +485,18 @@ static ep_status ipc_a2a(ep_nccl_backend *b, const void *send, const int64_t *se
       st = EP_ERR_BACKEND;
       goto fail;
     }
-    if (recv_counts[p] > 0)
-      EP_RCUDA_TRY(r, cudaMemcpyAsync((char *)recv + (size_t)recv_displs[p] * row_bytes,
-                                      (const char *)b->ipc_peer[w][p] + (size_t)in[2 * p] * row_bytes,
-                                      (size_t)recv_counts[p] * row_bytes, cudaMemcpyDeviceToDevice,
-                                      b->stream));
+    if (recv_counts[p] > 0) {
+      const cudaError_t err = cudaMemcpyAsync(
+          (char *)recv + (size_t)recv_displs[p] * row_bytes,
+          (const char *)b->ipc_peer[w][p] + (size_t)in[2 * p] * row_bytes,
+          (size_t)recv_counts[p] * row_bytes, cudaMemcpyDeviceToDevice, b->stream);
+      if (err != cudaSuccess) {
+        ep_log_error("rank %d: cuda-ipc: cudaMemcpyAsync of %lld rows from rank %d failed: %s",
+                     (int)r, (long long)recv_counts[p], (int)p, cudaGetErrorString(err));
+        st = EP_ERR_BACKEND;
+        goto fail;
+      }
+    }
   }
   EP_RCUDA_TRY(r, cudaStreamSynchronize(b->stream));
   EP_MPI_TRY(r, MPI_Barrier(b->comm));

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything issue 3 needs from a GPU machine, in one command (device time is scarce):
-#   bash real/gpu-session.sh OUTDIR
-# from the repository root of a copy of the working tree on the GPU machine. It
+#   bash real/gpu-session.sh OUTDIR [STEP...]
+# from the repository root of a copy of the working tree on the GPU machine (carry
+# .debs/ where the machine has no libyaml). STEPs (names below, e.g. sweep
+# dsv3_ipc_ep4) run only those, after configure and build (incremental). It
 #  1. probes the machine (GPU, driver, nvcc, NCCL, MPI, libyaml, PyTorch),
 #  2. unpacks libyaml from .debs/ when the machine has none (see real/README.md),
 #  3. builds in build-gpu/ (Release, sm_90; no -Werror: another distribution's compiler),
@@ -11,8 +13,10 @@
 #  7. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1,
 #     and DeepSeek-V3 at EP4 on four ranks sharing the GPU (--backend cuda-ipc).
 # Each step runs even when an earlier one failed, with a time limit, and is logged.
+# All steps end within EPSIM_GPU_BUDGET_S seconds (default 570: the device tool
+# stops a command at 600 s); those left out for time say so in summary.txt.
 # OUTDIR gets at most 8 files (the device tool's limit): summary.txt, the CSVs and
-# logs.tar.gz with every log and output directory.
+# logs.tar.gz with every log and output directory, rewritten after each step.
 set -uo pipefail
 out=${1:?usage: real/gpu-session.sh OUTDIR}
 mkdir -p "$out" || exit 1
@@ -23,23 +27,40 @@ work=$(mktemp -d)
 summary=$out/summary.txt
 : >"$summary"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
+# Four ranks on a machine whose slot count Open MPI may read lower than that.
+export OMPI_MCA_rmaps_base_oversubscribe=1
+command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] || export PATH=/usr/local/cuda/bin:$PATH
 jobs=$(nproc)
+budget=${EPSIM_GPU_BUDGET_S:-570}
+end=$((SECONDS + budget))
+only=" ${*:2} "
 
 note() { echo "$*" | tee -a "$summary"; }
-# step NAME LIMIT_S CMD...: runs CMD with a time limit, logs to $work/NAME.log, records the outcome.
+# step NAME LIMIT_S CMD...: runs CMD with a time limit (cut to what the budget
+# leaves), logs to $work/NAME.log, records the outcome, refreshes logs.tar.gz.
 step() {
-  local name=$1 limit=$2 t0 rc
+  local name=$1 limit=$2 t0 rc left
   shift 2
+  case $name in configure | build) ;; *) [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 126 ;; esac
+  left=$((end - SECONDS - 15)) # room for the kill grace and the last tar
+  if [ "$left" -lt 20 ]; then
+    note "$(printf '%-14s skipped: out of time (EPSIM_GPU_BUDGET_S=%d)' "$name" "$budget")"
+    return 125
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   t0=$(date +%s)
   echo "=== $name: $*" >"$work/$name.log"
-  timeout "$limit" "$@" >>"$work/$name.log" 2>&1
+  timeout -k 10 "$limit" "$@" >>"$work/$name.log" 2>&1
   rc=$?
   note "$(printf '%-14s rc=%-3d %4ds  %s' "$name" "$rc" $(($(date +%s) - t0)) "$*")"
+  # Whatever stops this script later, the logs so far come back.
+  tar -czf "$out/logs.tar.gz.part" -C "$work" . 2>/dev/null && mv -f "$out/logs.tar.gz.part" "$out/logs.tar.gz"
   return $rc
 }
 
 probe() {
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  # compute_mode: Exclusive_Process would refuse the four ranks sharing the GPU (cuda-ipc).
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,compute_mode --format=csv
   nvcc --version | tail -2
   for c in cmake gcc mpicc mpirun pkg-config python3; do printf '%-10s %s\n' "$c" "$(command -v $c)"; done
   mpirun --version 2>&1 | head -1
@@ -47,8 +68,9 @@ probe() {
   ls /usr/include/nccl.h /usr/local/cuda/include/nccl.h /usr/include/yaml.h 2>&1
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version())'
 }
-step probe 60 probe
-note "$(grep -A1 '^name' "$work/probe.log" | tail -1)"
+export -f probe # timeout runs programs, not shell functions
+step probe 60 bash -c probe
+note "$(grep -A1 '^name' "$work/probe.log" 2>/dev/null | tail -1)"
 
 prefix=()
 if [ ! -e /usr/include/yaml.h ] && ls .debs/libyaml*.deb >/dev/null 2>&1; then
@@ -56,10 +78,16 @@ if [ ! -e /usr/include/yaml.h ] && ls .debs/libyaml*.deb >/dev/null 2>&1; then
   prefix+=(/opt/yaml/usr)
   export LD_LIBRARY_PATH=/opt/yaml/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
   note "libyaml: unpacked from .debs into /opt/yaml"
+elif [ ! -e /usr/include/yaml.h ]; then
+  note "libyaml: none found and no .debs/libyaml*.deb (carry .debs): epsim-real will not build"
 fi
 if [ ! -e /usr/include/nccl.h ] && [ ! -e /usr/local/cuda/include/nccl.h ]; then
   # PyTorch's NCCL wheel (include/ and lib/libnccl.so.2) when the system has none.
-  nccl_dir=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null)
+  # nvidia is a namespace package (no __file__): search its paths for include/nccl.h.
+  nccl_dir=$(python3 -c 'import glob, os, nvidia
+print(next(os.path.dirname(os.path.dirname(h)) for p in nvidia.__path__
+           for h in glob.glob(os.path.join(p, "**", "include", "nccl.h"), recursive=True)
+           if glob.glob(os.path.join(os.path.dirname(os.path.dirname(h)), "lib", "libnccl.so*"))))' 2>/dev/null)
   if [ -n "$nccl_dir" ]; then
     prefix+=("$nccl_dir")
     export LD_LIBRARY_PATH=$nccl_dir/lib:${LD_LIBRARY_PATH:-}
@@ -73,7 +101,7 @@ step configure 300 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release \
 note "$(grep 'epsim:' "$work/configure.log")"
 step build 480 cmake --build build-gpu -j "$jobs"
 step ctest 400 ctest --test-dir build-gpu --output-on-failure -j 4
-grep -E 'tests passed|\*\*\*|Not Run' "$work/ctest.log" | tee -a "$summary" >/dev/null
+grep -sE 'tests passed|\*\*\*|Not Run' "$work/ctest.log" | tee -a "$summary" >/dev/null
 
 bench=build-gpu/bench_kernels
 if step bench_kernels 300 "$bench" -o "$out/bench_kernels.csv"; then
@@ -84,7 +112,7 @@ if step bench_kernels 300 "$bench" -o "$out/bench_kernels.csv"; then
 fi
 
 real=build-gpu/real/epsim-real
-gpu_dir=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -c 'A-Za-z0-9\n' '-' |
+gpu_dir=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' |
           tr 'A-Z' 'a-z' | sed 's/--*/-/g; s/-$//')
 step sweep 400 mpirun -np 1 "$real" scenarios/default.yaml --backend nccl --sweep \
   --sweep-experts 8,32 --sweep-tokens 8,16,32,64,128,256,512,1024,2048 -o "$work/sweep"
@@ -102,6 +130,10 @@ step dsv3_ipc_ep4 300 mpirun -np 4 "$real" scenarios/default.yaml --backend cuda
 for run in mixtral-ep1 dsv3-ep1; do
   [ -f "$work/$run/results.csv" ] && cp "$work/$run/results.csv" "$out/$run.results.csv"
 done
+for run in mixtral_ep1 dsv3_ep1 dsv3_ipc_ep4; do
+  grep -h -m1 '^output check' "$work/$run.log" 2>/dev/null | sed "s/^/$run: /" >>"$summary"
+done
 
+rm -f "$out/logs.tar.gz.part"
 tar -czf "$out/logs.tar.gz" -C "$work" . && rm -rf "$work"
 note "logs: logs.tar.gz"

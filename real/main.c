@@ -414,6 +414,13 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
                      "rank (use fewer ranks per node, --backend cuda-ipc, or --backend cpu)",
                      n_local, (int)n_dev, n_dev == 1 ? "" : "s");
       qrc = EXIT_BAD_INPUT;
+    } else if (ipc && n_local != n_ranks) {
+      /* CUDA IPC maps memory of processes on the same machine only. */
+      if (rank == 0)
+        ep_log_error("--backend cuda-ipc: all ranks must run on one node (%d of %d ranks share "
+                     "rank 0's); use --backend nccl across nodes",
+                     n_local, n_ranks);
+      qrc = EXIT_BAD_INPUT;
     } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name,
                                     sizeof name, versions, sizeof versions) != EP_OK) {
       qrc = EXIT_INTERNAL;

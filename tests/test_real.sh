@@ -101,6 +101,7 @@ if [ "$mode" = nccl ]; then
     name=$(basename "$scen" .yaml)
     expect_rc 0 "cuda-ipc $name np 4" "${mpi[@]}" -np 4 "$real" "$scen" --backend cuda-ipc \
       -o "ipc-$name" --set parallel.ep=4 --dump-output "ipc-$name.bin"
+    grep -q 'output check: .* worst relative L2 error' "$work/out" && ok || bad "cuda-ipc output check ran"
     grep -q '^# backend: cuda-ipc (GPU [0-9]* ' "ipc-$name/results.csv" && ok ||
       bad "cuda-ipc results.csv provenance"
     expect_rc 0 "cpu $name np 4 for comparison" "${mpi[@]}" -np 4 "$real" "$scen" --backend cpu \
