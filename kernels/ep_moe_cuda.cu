@@ -37,14 +37,20 @@ struct ep_moe_cuda {
   cublasHandle_t cublas;
   void *d_ws; /* workspace: logits, layout scratch, FFN intermediates */
   size_t ws_bytes;
-  void **d_ptrs; /* [3 * EP__GEMM_CHUNK] pointer arrays of one grouped GEMM call */
+  void **d_ptrs;           /* [3 * EP__GEMM_CHUNK] pointer arrays of one grouped GEMM call */
   int grouped_unsupported; /* cuBLAS refused the grouped GEMM once: AUTO uses LOOP */
 };
 
 /* ---- device helpers ----------------------------------------------------- */
 
-__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ float bf16_lo(uint32_t w)
+{
+  return __uint_as_float(w << 16);
+}
+__device__ __forceinline__ float bf16_hi(uint32_t w)
+{
+  return __uint_as_float(w & 0xffff0000u);
+}
 
 __device__ __forceinline__ uint32_t f32_to_bf16_bits(float f)
 {
@@ -482,7 +488,8 @@ extern "C" ep_status ep_moe_cuda_router_select(ep_moe_cuda *ctx, const ep_moe_ro
       warps = EP__ROUTER_MAX_WARPS;
     if (warps < 1) {
       ep_log_error("ep_moe_cuda_router_select: %d experts need %zu bytes of shared memory per "
-                   "token", (int)cfg->n_experts, warp_bytes);
+                   "token",
+                   (int)cfg->n_experts, warp_bytes);
       return EP_ERR_UNSUPPORTED;
     }
     int64_t blocks = (n_tokens + warps - 1) / warps;
@@ -512,8 +519,8 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
   if (n_tokens < 0 || n_tokens > INT_MAX || hidden < 1 ||
       (dtype != EP_MOE_DTYPE_F32 && dtype != EP_MOE_DTYPE_BF16) ||
       (n_tokens > 0 && (!d_x || !d_w_gate || !d_experts))) {
-    ep_log_error("ep_moe_cuda_router: bad argument (n_tokens %lld, hidden %d)",
-                 (long long)n_tokens, (int)hidden);
+    ep_log_error("ep_moe_cuda_router: bad argument (n_tokens %lld, hidden %d)", (long long)n_tokens,
+                 (int)hidden);
     return EP_ERR_INVALID;
   }
   if (n_tokens == 0)
@@ -529,10 +536,10 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
     cudaDataType_t in_type = dtype == EP_MOE_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     /* Row-major logits[t, e] = sum_i x[t, i] w[e, i] is the column-major
      * product W^T(T) · X(N) of shape [n_experts, n_tokens]. */
-    EP_CUBLAS_TRY(cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cfg->n_experts,
-                               (int)n_tokens, hidden, &one, d_w_gate, in_type, hidden, d_x,
-                               in_type, hidden, &zero, logits, CUDA_R_32F, cfg->n_experts,
-                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    EP_CUBLAS_TRY(cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cfg->n_experts, (int)n_tokens,
+                               hidden, &one, d_w_gate, in_type, hidden, d_x, in_type, hidden, &zero,
+                               logits, CUDA_R_32F, cfg->n_experts, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
     EP_TRY(ep_moe_cuda_router_select(ctx, cfg, n_tokens, logits, d_bias, d_scores, d_experts,
                                      d_weights));
   }
@@ -739,8 +746,7 @@ __device__ __forceinline__ void load_slots(int *sl, const int32_t *slot, int64_t
 template <typename V>
 __global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
     permute_kernel(int64_t n_tokens, int top_k, int row_vecs, int64_t n_slots,
-                   const V *__restrict__ x, const int32_t *__restrict__ slot,
-                   V *__restrict__ out)
+                   const V *__restrict__ x, const int32_t *__restrict__ slot, V *__restrict__ out)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
@@ -781,8 +787,8 @@ static ep_status check_permute_args(const char *who, const ep_moe_cuda *ctx, int
     return st;
   if (n_tokens < 0 || top_k < 1 || top_k > EP_MOE_MAX_TOP_K || hidden < 1 || n_slots < 0 ||
       (n_tokens > 0 && (!x || !slot || (n_slots > 0 && !out)))) {
-    ep_log_error("%s: bad argument (n_tokens %lld, top_k %d, hidden %d)", who,
-                 (long long)n_tokens, (int)top_k, (int)hidden);
+    ep_log_error("%s: bad argument (n_tokens %lld, top_k %d, hidden %d)", who, (long long)n_tokens,
+                 (int)top_k, (int)hidden);
     return EP_ERR_INVALID;
   }
   return EP_OK;
@@ -843,8 +849,8 @@ __global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
 #pragma unroll
       for (int i = 0; i < 4; i++)
         pair[i] = __nv_cvt_float2_to_fp8x2(
-            make_float2(__fdiv_rn(f[2 * i], scale), __fdiv_rn(f[2 * i + 1], scale)),
-            __NV_SATFINITE, __NV_E4M3);
+            make_float2(__fdiv_rn(f[2 * i], scale), __fdiv_rn(f[2 * i + 1], scale)), __NV_SATFINITE,
+            __NV_E4M3);
       const uint2 packed = make_uint2(pair[0] | (pair[1] << 16), pair[2] | (pair[3] << 16));
       if (active) {
         for (int j = 0; j < top_k; j++) {
@@ -969,8 +975,7 @@ __global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
 /* Any hidden size or alignment: one bf16 per thread access. */
 __global__ void __launch_bounds__(EP__ROW_MAX_THREADS)
     combine_scalar_kernel(int64_t n_tokens, int top_k, int hidden, int64_t n_slots,
-                          const uint16_t *__restrict__ y,
-                          const int32_t *__restrict__ slot,
+                          const uint16_t *__restrict__ y, const int32_t *__restrict__ slot,
                           const float *__restrict__ w, uint16_t *__restrict__ out)
 {
   __shared__ int sl[EP_MOE_MAX_TOP_K];
@@ -1081,8 +1086,8 @@ extern "C" ep_status ep_moe_cuda_swiglu(ep_moe_cuda *ctx, int64_t n_rows, int32_
     swiglu_vec_kernel<<<elementwise_grid(n_rows * inter_vecs), 256, 0, ctx->stream>>>(
         n_rows, inter_vecs, (const uint4 *)d_h13, (uint4 *)d_h);
   } else {
-    swiglu_scalar_kernel<<<elementwise_grid(n_rows * inter), 256, 0, ctx->stream>>>(
-        n_rows, inter, d_h13, d_h);
+    swiglu_scalar_kernel<<<elementwise_grid(n_rows * inter), 256, 0, ctx->stream>>>(n_rows, inter,
+                                                                                    d_h13, d_h);
   }
   EP_CUDA_TRY(cudaGetLastError());
 fail:
@@ -1153,12 +1158,11 @@ static ep_status gemm_grouped(ep_moe_cuda *ctx, int32_t n_experts, const int32_t
     if (groups.n_groups == 0)
       break;
     gemm_ptrs_kernel<<<1, EP__GEMM_CHUNK, 0, ctx->stream>>>(groups, n, k, a, w, c, ptr_a, ptr_w,
-                                                           ptr_c);
+                                                            ptr_c);
     EP_CUDA_TRY(cudaGetLastError());
     cublasStatus_t cs = cublasGemmGroupedBatchedEx(
         ctx->cublas, trans_a, trans_b, m_arr, n_arr, k_arr, alpha, ptr_w, CUDA_R_16BF, lda, ptr_a,
-        CUDA_R_16BF, ldb, beta, ptr_c, CUDA_R_16BF, ldc, groups.n_groups, size,
-        CUBLAS_COMPUTE_32F);
+        CUDA_R_16BF, ldb, beta, ptr_c, CUDA_R_16BF, ldc, groups.n_groups, size, CUBLAS_COMPUTE_32F);
     if (cs != CUBLAS_STATUS_SUCCESS) {
       *cublas_status = cs;
       if (cs != CUBLAS_STATUS_NOT_SUPPORTED)
@@ -1172,8 +1176,8 @@ fail:
   return st;
 }
 
-static ep_status gemm_loop(ep_moe_cuda *ctx, int32_t n_experts, const int32_t *counts, int n,
-                           int k, const ep_bf16 *a, const ep_bf16 *w, ep_bf16 *c)
+static ep_status gemm_loop(ep_moe_cuda *ctx, int32_t n_experts, const int32_t *counts, int n, int k,
+                           const ep_bf16 *a, const ep_bf16 *w, ep_bf16 *c)
 {
   ep_status st = EP_OK;
   const float one = 1.0f, zero = 0.0f;
@@ -1197,9 +1201,9 @@ static ep_status gemm_batched(ep_moe_cuda *ctx, int32_t n_experts, int rows, int
   ep_status st = EP_OK;
   const float one = 1.0f, zero = 0.0f;
   EP_CUBLAS_TRY(cublasGemmStridedBatchedEx(
-      ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, w, CUDA_R_16BF, k,
-      (long long)n * k, a, CUDA_R_16BF, k, (long long)rows * k, &zero, c, CUDA_R_16BF, n,
-      (long long)rows * n, n_experts, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, w, CUDA_R_16BF, k, (long long)n * k,
+      a, CUDA_R_16BF, k, (long long)rows * k, &zero, c, CUDA_R_16BF, n, (long long)rows * n,
+      n_experts, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 fail:
   return st;
 }
@@ -1253,13 +1257,15 @@ extern "C" ep_status ep_moe_cuda_grouped_gemm(ep_moe_cuda *ctx, ep_moe_gemm_impl
       return st;
     if (!was_auto) {
       ep_log_error("ep_moe_cuda_grouped_gemm: cublasGemmGroupedBatchedEx does not support "
-                   "bf16 with fp32 compute here (%s)", cublasGetStatusString(cs));
+                   "bf16 with fp32 compute here (%s)",
+                   cublasGetStatusString(cs));
       return EP_ERR_UNSUPPORTED;
     }
     /* AUTO: remember the refusal and use one cublasGemmEx per expert from now on. */
     ctx->grouped_unsupported = 1;
     ep_log_error("ep_moe_cuda_grouped_gemm: cublasGemmGroupedBatchedEx not supported (%s); "
-                 "falling back to one cublasGemmEx per expert", cublasGetStatusString(cs));
+                 "falling back to one cublasGemmEx per expert",
+                 cublasGetStatusString(cs));
     return gemm_loop(ctx, n_experts, counts, n, k, d_a, d_w, d_c);
   }
   default:
@@ -1272,8 +1278,7 @@ extern "C" ep_status ep_moe_cuda_grouped_gemm(ep_moe_cuda *ctx, ep_moe_gemm_impl
 extern "C" ep_status ep_moe_cuda_expert_ffn(ep_moe_cuda *ctx, ep_moe_gemm_impl impl,
                                             int32_t n_experts, const int32_t *counts,
                                             int32_t hidden, int32_t inter, const ep_bf16 *d_x,
-                                            const ep_bf16 *d_w13, const ep_bf16 *d_w2,
-                                            ep_bf16 *d_y)
+                                            const ep_bf16 *d_w13, const ep_bf16 *d_w2, ep_bf16 *d_y)
 {
   ep_status st = check_ctx(ctx, "ep_moe_cuda_expert_ffn");
   if (st != EP_OK)
@@ -1288,12 +1293,13 @@ extern "C" ep_status ep_moe_cuda_expert_ffn(ep_moe_cuda *ctx, ep_moe_gemm_impl i
     for (int32_t e = 0; e < n_experts; e++)
       rows += counts[e] > 0 ? counts[e] : 0;
     void *ws = NULL;
-    const size_t h13_bytes = ((sizeof(ep_bf16) * (size_t)rows * 2 * (size_t)inter) + 255) / 256 * 256;
+    const size_t h13_bytes =
+        ((sizeof(ep_bf16) * (size_t)rows * 2 * (size_t)inter) + 255) / 256 * 256;
     EP_TRY(ws_reserve(ctx, h13_bytes + sizeof(ep_bf16) * (size_t)rows * (size_t)inter + 256, &ws));
     ep_bf16 *h13 = (ep_bf16 *)ws;
     ep_bf16 *h = (ep_bf16 *)((char *)ws + h13_bytes);
-    EP_TRY(ep_moe_cuda_grouped_gemm(ctx, impl, n_experts, counts, 2 * inter, hidden, d_x, d_w13,
-                                    h13));
+    EP_TRY(
+        ep_moe_cuda_grouped_gemm(ctx, impl, n_experts, counts, 2 * inter, hidden, d_x, d_w13, h13));
     EP_TRY(ep_moe_cuda_swiglu(ctx, rows, inter, h13, h));
     EP_TRY(ep_moe_cuda_grouped_gemm(ctx, impl, n_experts, counts, hidden, inter, h, d_w2, d_y));
   }

@@ -51,14 +51,14 @@ void ep_moe_cuda_free(ep_moe_cuda *ctx);
 
 void *ep_moe_cuda_stream(const ep_moe_cuda *ctx); /* the cudaStream_t in use */
 int32_t ep_moe_cuda_device(const ep_moe_cuda *ctx);
-ep_status ep_moe_cuda_sync(ep_moe_cuda *ctx);     /* waits for the stream, reports errors */
+ep_status ep_moe_cuda_sync(ep_moe_cuda *ctx); /* waits for the stream, reports errors */
 
 /* Device fills matching ep_moe_fill_uniform_f32/bf16 bit for bit.
  * d_out: [out] [n] float or bf16 on the device. */
 ep_status ep_moe_cuda_fill_uniform_f32(ep_moe_cuda *ctx, float *d_out, int64_t n, uint64_t seed,
                                        float lo, float hi);
-ep_status ep_moe_cuda_fill_uniform_bf16(ep_moe_cuda *ctx, ep_bf16 *d_out, int64_t n,
-                                        uint64_t seed, float lo, float hi);
+ep_status ep_moe_cuda_fill_uniform_bf16(ep_moe_cuda *ctx, ep_bf16 *d_out, int64_t n, uint64_t seed,
+                                        float lo, float hi);
 
 /* ---- router ------------------------------------------------------------- */
 
@@ -110,9 +110,9 @@ ep_status ep_moe_cuda_permute(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
  * d_x_perm: [out] [n_slots * hidden] fp8; d_scales: [out] [n_slots * hidden / 128] float.
  * There is no unaligned path: d_x must be 16-byte, d_x_perm 8-byte and d_scales
  * 4-byte aligned (cudaMalloc gives 256), else EP_ERR_UNSUPPORTED, nothing written. */
-ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
-                                  int32_t hidden, int64_t n_slots, const ep_bf16 *d_x,
-                                  const int32_t *d_slot, ep_fp8 *d_x_perm, float *d_scales);
+ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k, int32_t hidden,
+                                  int64_t n_slots, const ep_bf16 *d_x, const int32_t *d_slot,
+                                  ep_fp8 *d_x_perm, float *d_scales);
 
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
@@ -121,13 +121,13 @@ ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t to
  * on the host); d_a [rows * k], d_w [n_experts * n * k], d_c [rows * n] are device
  * bf16. EP_MOE_GEMM_BATCHED with unequal counts is EP_ERR_INVALID. */
 ep_status ep_moe_cuda_grouped_gemm(ep_moe_cuda *ctx, ep_moe_gemm_impl impl, int32_t n_experts,
-                                   const int32_t *counts, int32_t n, int32_t k,
-                                   const ep_bf16 *d_a, const ep_bf16 *d_w, ep_bf16 *d_c);
+                                   const int32_t *counts, int32_t n, int32_t k, const ep_bf16 *d_a,
+                                   const ep_bf16 *d_w, ep_bf16 *d_c);
 
 /* ep_moe_swiglu_ref on the device. d_h13: [in] [n_rows * 2 * inter] bf16;
  * d_h: [out] [n_rows * inter] bf16. */
-ep_status ep_moe_cuda_swiglu(ep_moe_cuda *ctx, int64_t n_rows, int32_t inter,
-                             const ep_bf16 *d_h13, ep_bf16 *d_h);
+ep_status ep_moe_cuda_swiglu(ep_moe_cuda *ctx, int64_t n_rows, int32_t inter, const ep_bf16 *d_h13,
+                             ep_bf16 *d_h);
 
 /* The SwiGLU experts (ep_moe_expert_ffn_ref): gate+up grouped GEMM into a
  * [rows, 2*inter] workspace, SwiGLU, down grouped GEMM. counts is a HOST array;
@@ -151,36 +151,36 @@ ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
  * string, set `st = EP_ERR_BACKEND` and `goto fail`. The caller declares
  * `ep_status st` and a `fail:` label that cleans up. */
 #if defined(CUDART_VERSION)
-#define EP_CUDA_TRY(call)                                                              \
-  do {                                                                                 \
-    cudaError_t ep_cuda_err_ = (call);                                                 \
-    if (ep_cuda_err_ != cudaSuccess) {                                                 \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__, \
-                   cudaGetErrorString(ep_cuda_err_));                                  \
-      st = EP_ERR_BACKEND;                                                             \
-      goto fail;                                                                       \
-    }                                                                                  \
+#define EP_CUDA_TRY(call)                                                                          \
+  do {                                                                                             \
+    cudaError_t ep_cuda_err_ = (call);                                                             \
+    if (ep_cuda_err_ != cudaSuccess) {                                                             \
+      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
+                   cudaGetErrorString(ep_cuda_err_));                                              \
+      st = EP_ERR_BACKEND;                                                                         \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 #endif
 #if defined(CUBLAS_VER_MAJOR)
-#define EP_CUBLAS_TRY(call)                                                            \
-  do {                                                                                 \
-    cublasStatus_t ep_cublas_err_ = (call);                                            \
-    if (ep_cublas_err_ != CUBLAS_STATUS_SUCCESS) {                                     \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__, \
-                   cublasGetStatusString(ep_cublas_err_));                             \
-      st = EP_ERR_BACKEND;                                                             \
-      goto fail;                                                                       \
-    }                                                                                  \
+#define EP_CUBLAS_TRY(call)                                                                        \
+  do {                                                                                             \
+    cublasStatus_t ep_cublas_err_ = (call);                                                        \
+    if (ep_cublas_err_ != CUBLAS_STATUS_SUCCESS) {                                                 \
+      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
+                   cublasGetStatusString(ep_cublas_err_));                                         \
+      st = EP_ERR_BACKEND;                                                                         \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 #endif
 /* Status-returning calls (ep_*): they log themselves; propagate. */
 #ifndef EP_TRY
-#define EP_TRY(call)      \
-  do {                    \
-    st = (call);          \
-    if (st != EP_OK)      \
-      goto fail;          \
+#define EP_TRY(call)                                                                               \
+  do {                                                                                             \
+    st = (call);                                                                                   \
+    if (st != EP_OK)                                                                               \
+      goto fail;                                                                                   \
   } while (0)
 #endif
 

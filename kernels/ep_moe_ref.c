@@ -125,8 +125,7 @@ ep_status ep_moe_router_cfg_check(const ep_moe_router_cfg *cfg)
     return EP_ERR_INVALID;
   }
   if (cfg->n_experts < 1 || cfg->n_experts > EP_MOE_MAX_EXPERTS) {
-    ep_log_error("moe router: n_experts %d not in 1..%d", (int)cfg->n_experts,
-                 EP_MOE_MAX_EXPERTS);
+    ep_log_error("moe router: n_experts %d not in 1..%d", (int)cfg->n_experts, EP_MOE_MAX_EXPERTS);
     return EP_ERR_INVALID;
   }
   if (cfg->n_groups < 1 || cfg->n_groups > EP_MOE_MAX_GROUPS ||
@@ -505,8 +504,8 @@ ep_status ep_moe_grouped_gemm_ref(int32_t n_experts, const int32_t *counts, int3
       for (int32_t j = 0; j < n; j++) {
         double acc = 0.0;
         for (int32_t i = 0; i < k; i++)
-          acc += (double)ep_bf16_to_f32(a[r * k + i]) *
-                 (double)ep_bf16_to_f32(we[(int64_t)j * k + i]);
+          acc +=
+              (double)ep_bf16_to_f32(a[r * k + i]) * (double)ep_bf16_to_f32(we[(int64_t)j * k + i]);
         c[r * n + j] = ep_f32_to_bf16((float)acc);
       }
   }
@@ -535,7 +534,8 @@ static void ffn_row(int32_t hidden, int32_t inter, const ep_bf16 *x_row, const e
   for (int32_t j = 0; j < 2 * inter; j++) {
     double acc = 0.0;
     for (int32_t i = 0; i < hidden; i++)
-      acc += (double)ep_bf16_to_f32(x_row[i]) * (double)ep_bf16_to_f32(w13_e[(int64_t)j * hidden + i]);
+      acc +=
+          (double)ep_bf16_to_f32(x_row[i]) * (double)ep_bf16_to_f32(w13_e[(int64_t)j * hidden + i]);
     h13[j] = ep_f32_to_bf16((float)acc);
   }
   for (int32_t i = 0; i < inter; i++)

@@ -25,11 +25,11 @@ extern "C" {
 typedef uint16_t ep_bf16; /* bfloat16 bit pattern */
 typedef uint8_t ep_fp8;   /* fp8 e4m3 ("e4m3fn": bias 7, no inf, 0x7f/0xff are NaN) */
 
-#define EP_MOE_MAX_EXPERTS 4096 /* per router or per layout call */
-#define EP_MOE_MAX_GROUPS 64    /* router expert groups */
-#define EP_MOE_MAX_TOP_K 64     /* experts per token */
-#define EP_MOE_FP8_BLOCK 128    /* elements sharing one fp8 scale */
-#define EP_MOE_FP8_MAX 448.0f   /* largest finite e4m3 value */
+#define EP_MOE_MAX_EXPERTS 4096   /* per router or per layout call */
+#define EP_MOE_MAX_GROUPS 64      /* router expert groups */
+#define EP_MOE_MAX_TOP_K 64       /* experts per token */
+#define EP_MOE_FP8_BLOCK 128      /* elements sharing one fp8 scale */
+#define EP_MOE_FP8_MAX 448.0f     /* largest finite e4m3 value */
 #define EP_MOE_FP8_AMAX_MIN 1e-4f /* a block's amax is clamped up to this (all-zero rows) */
 
 /* ---- number formats (bit-exact with the CUDA intrinsics) ---------------- */
@@ -82,12 +82,15 @@ typedef struct ep_moe_router_cfg {
   int32_t n_groups;    /* 1..EP_MOE_MAX_GROUPS, divides n_experts */
   int32_t topk_groups; /* 1..n_groups */
   ep_moe_score_fn score_fn;
-  int32_t normalize;   /* nonzero: weights divided by their sum over the k chosen */
-  float scaling;       /* routed scaling factor, applied last */
+  int32_t normalize; /* nonzero: weights divided by their sum over the k chosen */
+  float scaling;     /* routed scaling factor, applied last */
 } ep_moe_router_cfg;
 
 /* DeepSeek-V3: 256 experts, top-8 of the 4 best of 8 groups, sigmoid, scale 2.5. */
-#define EP_MOE_ROUTER_CFG_INIT {256, 8, 8, 4, EP_MOE_SCORE_SIGMOID, 1, 2.5f}
+#define EP_MOE_ROUTER_CFG_INIT                                                                     \
+  {                                                                                                \
+    256, 8, 8, 4, EP_MOE_SCORE_SIGMOID, 1, 2.5f                                                    \
+  }
 
 /* EP_OK if cfg satisfies the limits above, else EP_ERR_INVALID with a message. */
 ep_status ep_moe_router_cfg_check(const ep_moe_router_cfg *cfg);

@@ -15,9 +15,9 @@ typedef struct ep_placement {
   int32_t n_experts;
   int32_t n_ranks;
   int32_t experts_per_rank;
-  int32_t *rank_of_expert;   /* [n_experts] owning rank */
-  int32_t *slot_of_expert;   /* [n_experts] local slot on that rank, 0..experts_per_rank-1 */
-  int32_t *expert_of_slot;   /* [n_ranks * experts_per_rank] row = rank: global expert id */
+  int32_t *rank_of_expert; /* [n_experts] owning rank */
+  int32_t *slot_of_expert; /* [n_experts] local slot on that rank, 0..experts_per_rank-1 */
+  int32_t *expert_of_slot; /* [n_ranks * experts_per_rank] row = rank: global expert id */
 } ep_placement;
 
 /* n_experts must be a positive multiple of n_ranks. Arrays are owned by *out;

@@ -29,8 +29,8 @@ static ep_status check_placement(const ep_placement *pl, const ep_router *router
   }
   for (int32_t e = 0; e < pl->n_experts; e++) {
     if (pl->rank_of_expert[e] < 0 || pl->rank_of_expert[e] >= pl->n_ranks) {
-      ep_log_error("plan: expert %d placed on rank %d of %d", (int)e,
-                   (int)pl->rank_of_expert[e], (int)pl->n_ranks);
+      ep_log_error("plan: expert %d placed on rank %d of %d", (int)e, (int)pl->rank_of_expert[e],
+                   (int)pl->n_ranks);
       return EP_ERR_INVALID;
     }
   }

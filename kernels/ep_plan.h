@@ -34,17 +34,22 @@ typedef struct ep_plan {
   int64_t capacity_per_expert; /* INT64_MAX without a capacity limit */
   int64_t dispatch_bytes_per_token;
   int64_t combine_bytes_per_token;
-  ep_placement placement;      /* owned copy */
+  ep_placement placement; /* owned copy */
 
-  int64_t *routed_src_expert;  /* [n_ranks * n_experts] row = src rank: copies routed, before drops */
-  int64_t *kept_src_expert;    /* [n_ranks * n_experts] row = src rank: copies kept after capacity */
-  int64_t *tokens_src_dst;     /* [n_ranks * n_ranks] row = src rank: copies sent (kept), diagonal local */
-  int64_t *dispatch_bytes_src_dst; /* [n_ranks * n_ranks] row = src rank: tokens_src_dst * dispatch bytes */
-  int64_t *combine_bytes_src_dst;  /* [n_ranks * n_ranks] row = expert rank (combine sender), col = token rank */
-  int64_t *tokens_per_expert;  /* [n_experts] copies each expert computes (kept) */
-  int64_t *tokens_recv_rank;   /* [n_ranks] copies each rank computes (column sums of tokens_src_dst) */
-  int64_t n_routed;            /* n_ranks * tokens_per_rank * top_k */
-  int64_t n_dropped;           /* n_routed - kept */
+  int64_t
+      *routed_src_expert;   /* [n_ranks * n_experts] row = src rank: copies routed, before drops */
+  int64_t *kept_src_expert; /* [n_ranks * n_experts] row = src rank: copies kept after capacity */
+  int64_t
+      *tokens_src_dst; /* [n_ranks * n_ranks] row = src rank: copies sent (kept), diagonal local */
+  int64_t *dispatch_bytes_src_dst; /* [n_ranks * n_ranks] row = src rank: tokens_src_dst * dispatch
+                                      bytes */
+  int64_t *combine_bytes_src_dst;  /* [n_ranks * n_ranks] row = expert rank (combine sender), col =
+                                      token rank */
+  int64_t *tokens_per_expert;      /* [n_experts] copies each expert computes (kept) */
+  int64_t
+      *tokens_recv_rank; /* [n_ranks] copies each rank computes (column sums of tokens_src_dst) */
+  int64_t n_routed;      /* n_ranks * tokens_per_rank * top_k */
+  int64_t n_dropped;     /* n_routed - kept */
 } ep_plan;
 
 /* Routes every rank's tokens with router and builds the plan. The plan owns its

@@ -15,7 +15,10 @@ typedef struct ep_rng {
  * rank can regenerate any token's routing on its own. */
 void ep_rng_seed(ep_rng *rng, uint64_t seed, uint64_t stream);
 
-static inline uint64_t ep__rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t ep__rotl64(uint64_t x, int k)
+{
+  return (x << k) | (x >> (64 - k));
+}
 
 /* Inline: the router's inner loop is a handful of instructions around each
  * draw, and a call costs about as much. */

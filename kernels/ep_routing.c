@@ -48,10 +48,10 @@ struct ep_router {
   int32_t n_experts;
   int32_t top_k;
   uint64_t seed;
-  double *probs;                            /* [n_experts] popularity, sums to 1 */
-  int32_t hot[EP__ROUTER_N_HOT];            /* most popular experts, -1 if unused */
-  double scan_below[EP__ROUTER_N_TABLES];   /* scan once the remaining mass is below */
-  ep__alias *alias;                         /* [N_TABLES * n_experts] Walker/Vose tables */
+  double *probs;                               /* [n_experts] popularity, sums to 1 */
+  int32_t hot[EP__ROUTER_N_HOT];               /* most popular experts, -1 if unused */
+  double scan_below[EP__ROUTER_N_TABLES];      /* scan once the remaining mass is below */
+  ep__alias *alias;                            /* [N_TABLES * n_experts] Walker/Vose tables */
   const ep__alias *table[EP__ROUTER_N_TABLES]; /* table m: alias + m * n_experts */
 };
 
@@ -75,8 +75,7 @@ static double rng_open01(ep_rng *rng)
 ep_status ep_routing_expert_probs(const ep_routing_cfg *cfg, int32_t n_experts, double *probs)
 {
   if (!cfg || !probs || n_experts <= 0) {
-    ep_log_error("ep_routing_expert_probs: null argument or n_experts %d <= 0",
-                 (int)n_experts);
+    ep_log_error("ep_routing_expert_probs: null argument or n_experts %d <= 0", (int)n_experts);
     return EP_ERR_INVALID;
   }
   if (cfg->kind == EP_ROUTING_UNIFORM) {
@@ -91,8 +90,8 @@ ep_status ep_routing_expert_probs(const ep_routing_cfg *cfg, int32_t n_experts, 
     }
   } else if (cfg->kind == EP_ROUTING_HOT) {
     if (cfg->hot_experts < 1 || cfg->hot_experts >= n_experts) {
-      ep_log_error("routing: hot_experts %d must be in 1..n_experts-1 (%d)",
-                   (int)cfg->hot_experts, (int)n_experts - 1);
+      ep_log_error("routing: hot_experts %d must be in 1..n_experts-1 (%d)", (int)cfg->hot_experts,
+                   (int)n_experts - 1);
       return EP_ERR_INVALID;
     }
     if (!(cfg->hot_share > 0.0 && cfg->hot_share < 1.0)) {
@@ -129,8 +128,8 @@ ep_status ep_routing_expert_probs(const ep_routing_cfg *cfg, int32_t n_experts, 
       probs[perm[i]] = pow((double)i + 1.0, -cfg->zipf_exponent) / total;
       if (!(probs[perm[i]] > 0.0)) {
         /* A zero probability has no Gumbel logit; refuse rather than route oddly. */
-        ep_log_error("routing: zipf_exponent %g underflows for %d experts",
-                     cfg->zipf_exponent, (int)n_experts);
+        ep_log_error("routing: zipf_exponent %g underflows for %d experts", cfg->zipf_exponent,
+                     (int)n_experts);
         st = EP_ERR_INVALID;
         break;
       }
@@ -248,8 +247,8 @@ ep_status ep_router_init(ep_router **out, const ep_routing_cfg *cfg, int32_t n_e
     return EP_ERR_INVALID;
   *out = NULL;
   if (!cfg || n_experts <= 0 || top_k < 1 || top_k > n_experts) {
-    ep_log_error("ep_router_init: need cfg and 1 <= top_k (%d) <= n_experts (%d)",
-                 (int)top_k, (int)n_experts);
+    ep_log_error("ep_router_init: need cfg and 1 <= top_k (%d) <= n_experts (%d)", (int)top_k,
+                 (int)n_experts);
     return EP_ERR_INVALID;
   }
   if (top_k > EP__ROUTER_MAX_TOP_K) {
@@ -294,8 +293,14 @@ void ep_router_free(ep_router *router)
   free(router);
 }
 
-int32_t ep_router_n_experts(const ep_router *router) { return router ? router->n_experts : 0; }
-int32_t ep_router_top_k(const ep_router *router) { return router ? router->top_k : 0; }
+int32_t ep_router_n_experts(const ep_router *router)
+{
+  return router ? router->n_experts : 0;
+}
+int32_t ep_router_top_k(const ep_router *router)
+{
+  return router ? router->top_k : 0;
+}
 
 /* Is e in sorted[0..n-1]? */
 static int in_sorted(const int32_t *sorted, int32_t n, int32_t e)
@@ -511,8 +516,8 @@ void ep_router_route(const ep_router *router, int64_t first_token, int64_t n_tok
   int32_t k = router->top_k;
   for (int64_t t = 0; t < n_tokens; t++) {
     size_t off = (size_t)t * (size_t)k;
-    route_token(router, first_token + t, experts + off, weights ? weights + off : NULL,
-                sorted, race, chosen);
+    route_token(router, first_token + t, experts + off, weights ? weights + off : NULL, sorted,
+                race, chosen);
   }
 }
 

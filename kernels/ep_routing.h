@@ -28,7 +28,10 @@ typedef struct ep_routing_cfg {
   uint64_t seed;
 } ep_routing_cfg;
 
-#define EP_ROUTING_CFG_INIT {EP_ROUTING_UNIFORM, 1.0, 1, 0.5, 1}
+#define EP_ROUTING_CFG_INIT                                                                        \
+  {                                                                                                \
+    EP_ROUTING_UNIFORM, 1.0, 1, 0.5, 1                                                             \
+  }
 
 /* Fills probs[n_experts] (sums to 1) with the workload's expert popularity.
  * Which experts are popular is a permutation drawn from cfg->seed. */

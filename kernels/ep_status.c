@@ -7,8 +7,8 @@
 const char *ep_status_str(ep_status status)
 {
   switch (status) {
-#define EP__STATUS_CASE(name, text) \
-  case name:                        \
+#define EP__STATUS_CASE(name, text)                                                                \
+  case name:                                                                                       \
     return text;
     EP_STATUS_TABLE(EP__STATUS_CASE)
 #undef EP__STATUS_CASE

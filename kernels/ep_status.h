@@ -3,13 +3,13 @@
 #ifndef EP_STATUS_H
 #define EP_STATUS_H
 
-#define EP_STATUS_TABLE(X)                                                   \
-  X(EP_OK, "ok")                                                             \
-  X(EP_ERR_INVALID, "invalid argument")                                      \
-  X(EP_ERR_NOMEM, "out of memory")                                           \
-  X(EP_ERR_IO, "input/output error")                                         \
-  X(EP_ERR_PARSE, "bad input")                                               \
-  X(EP_ERR_BACKEND, "backend failure")                                       \
+#define EP_STATUS_TABLE(X)                                                                         \
+  X(EP_OK, "ok")                                                                                   \
+  X(EP_ERR_INVALID, "invalid argument")                                                            \
+  X(EP_ERR_NOMEM, "out of memory")                                                                 \
+  X(EP_ERR_IO, "input/output error")                                                               \
+  X(EP_ERR_PARSE, "bad input")                                                                     \
+  X(EP_ERR_BACKEND, "backend failure")                                                             \
   X(EP_ERR_UNSUPPORTED, "unsupported")
 
 typedef enum {

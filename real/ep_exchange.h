@@ -27,12 +27,12 @@ typedef struct ep_exchange_layout {
   int64_t tokens_per_rank;
 
   /* Dispatch send side: this rank's token copies. */
-  int64_t n_send;              /* kept copies of this rank's tokens */
-  int64_t *send_counts;        /* [n_ranks] rows to each dst rank */
-  int64_t *send_displs;        /* [n_ranks] first send row of each dst block */
-  int64_t *send_slot_counts;   /* [n_ranks * experts_per_rank] row = dst rank, col = slot on dst */
-  int64_t *send_copy;          /* [n_send] copy index (t * top_k + k) of each send row */
-  int64_t *copy_send_row;      /* [tokens_per_rank * top_k] send row of each copy, -1 if dropped */
+  int64_t n_send;            /* kept copies of this rank's tokens */
+  int64_t *send_counts;      /* [n_ranks] rows to each dst rank */
+  int64_t *send_displs;      /* [n_ranks] first send row of each dst block */
+  int64_t *send_slot_counts; /* [n_ranks * experts_per_rank] row = dst rank, col = slot on dst */
+  int64_t *send_copy;        /* [n_send] copy index (t * top_k + k) of each send row */
+  int64_t *copy_send_row;    /* [tokens_per_rank * top_k] send row of each copy, -1 if dropped */
 
   /* Dispatch recv side: the copies this rank's experts compute. */
   int64_t n_recv;

@@ -83,7 +83,8 @@ ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
     ep_real_rank_free(out);
     return EP_ERR_NOMEM;
   }
-  ep_status st = ep_plan_rank_tokens(plan, router, rank, out->experts, out->weights, out->dest_rank);
+  ep_status st =
+      ep_plan_rank_tokens(plan, router, rank, out->experts, out->weights, out->dest_rank);
   if (st == EP_OK)
     st = ep_exchange_send_init(plan, rank, out->experts, out->dest_rank, &out->layout);
   if (st != EP_OK) {
@@ -143,14 +144,14 @@ ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape
   m.local_experts = plan->placement.experts_per_rank + shape->n_shared;
   m.weights_bytes = (int64_t)m.local_experts * 3 * h * im * bf;
   int64_t b = 0;
-  b += tpr * h * bf;               /* tokens */
-  b += (n_send + n_recv) * row;    /* dispatch send and recv rows */
-  b += 3 * n_recv * h * bf;        /* expert-major in, out, combine send */
-  b += n_send * h * bf;            /* combine recv */
-  b += 2 * tpr * h * bf;           /* routed combine output, shared-expert output */
-  b += 2 * tpr * h * 4;            /* float layer output and shared accumulator */
-  b += n_copies * 16;              /* routing detail and slots */
-  b += n_recv * 8;                 /* recv / expert-major slot maps */
+  b += tpr * h * bf;            /* tokens */
+  b += (n_send + n_recv) * row; /* dispatch send and recv rows */
+  b += 3 * n_recv * h * bf;     /* expert-major in, out, combine send */
+  b += n_send * h * bf;         /* combine recv */
+  b += 2 * tpr * h * bf;        /* routed combine output, shared-expert output */
+  b += 2 * tpr * h * 4;         /* float layer output and shared accumulator */
+  b += n_copies * 16;           /* routing detail and slots */
+  b += n_recv * 8;              /* recv / expert-major slot maps */
   if (on_gpu) {
     const int64_t rows = n_recv > tpr ? n_recv : tpr;
     b += rows * (2 * im + im) * bf; /* gate/up product and activation */

@@ -25,11 +25,12 @@ typedef struct ep_real_rank {
   ep_real_shape shape;
   int32_t rank;
   ep_real_wire wire;
-  int64_t n_copies;        /* tokens_per_rank * top_k */
-  int32_t *experts;        /* [n_copies] global expert of each copy */
-  float *weights;          /* [n_copies] router weight */
-  int32_t *dest_rank;      /* [n_copies] computing rank, -1 if dropped */
-  int32_t *copy_send_slot; /* [n_copies] send row of each copy, -1 if dropped (int32 for the kernels) */
+  int64_t n_copies;   /* tokens_per_rank * top_k */
+  int32_t *experts;   /* [n_copies] global expert of each copy */
+  float *weights;     /* [n_copies] router weight */
+  int32_t *dest_rank; /* [n_copies] computing rank, -1 if dropped */
+  int32_t
+      *copy_send_slot; /* [n_copies] send row of each copy, -1 if dropped (int32 for the kernels) */
   ep_exchange_layout layout;      /* send side from init; recv side from ep_real_rank_set_recv */
   int64_t *plan_recv_slot_counts; /* [n_ranks * experts_per_rank] what the plan says arrives */
   int64_t n_recv_planned;         /* plan->tokens_recv_rank[rank] */
@@ -59,9 +60,9 @@ int64_t ep_real_wire_row_bytes(ep_real_wire wire, int32_t hidden);
 
 /* Memory one rank needs, by the layout of ep_real_cpu.c / ep_real_nccl.c. */
 typedef struct ep_real_mem {
-  int32_t local_experts;  /* routed experts on the rank, plus shared ones */
-  int64_t weights_bytes;  /* bf16 w13 + w2 of those experts */
-  int64_t buffers_bytes;  /* tokens, send/recv rows, expert-major in/out, GEMM scratch, outputs */
+  int32_t local_experts; /* routed experts on the rank, plus shared ones */
+  int64_t weights_bytes; /* bf16 w13 + w2 of those experts */
+  int64_t buffers_bytes; /* tokens, send/recv rows, expert-major in/out, GEMM scratch, outputs */
   int64_t total_bytes;
 } ep_real_mem;
 

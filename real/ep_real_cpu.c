@@ -17,19 +17,19 @@ struct ep_cpu_backend {
   int32_t hidden, inter, epr, n_shared;
   int64_t tpr, n_send, n_recv;
 
-  ep_bf16 *x;              /* [tpr * hidden] this rank's tokens */
-  ep_bf16 *w13, *w2;       /* [epr * 2I * H], [epr * H * I] local experts by slot */
-  ep_bf16 *w13_sh, *w2_sh; /* shared experts, same layout */
-  ep_bf16 *send_bf16, *recv_bf16; /* [n_send|n_recv * hidden] dispatch rows (bf16 wire) */
-  ep_fp8 *send_q, *recv_q;        /* [n * hidden] dispatch rows (fp8 wire) */
+  ep_bf16 *x;                       /* [tpr * hidden] this rank's tokens */
+  ep_bf16 *w13, *w2;                /* [epr * 2I * H], [epr * H * I] local experts by slot */
+  ep_bf16 *w13_sh, *w2_sh;          /* shared experts, same layout */
+  ep_bf16 *send_bf16, *recv_bf16;   /* [n_send|n_recv * hidden] dispatch rows (bf16 wire) */
+  ep_fp8 *send_q, *recv_q;          /* [n * hidden] dispatch rows (fp8 wire) */
   float *send_scales, *recv_scales; /* [n * hidden / 128] */
-  ep_bf16 *xe, *ye;        /* [n_recv * hidden] expert-major in and out */
-  ep_bf16 *comb_send;      /* [n_recv * hidden] expert outputs in recv order */
-  ep_bf16 *comb_recv;      /* [n_send * hidden] own copies back, in send order */
-  ep_bf16 *routed;         /* [tpr * hidden] weighted sum of routed experts */
-  ep_bf16 *shared_tmp;     /* [tpr * hidden] one shared expert's output */
-  float *shared_acc;       /* [tpr * hidden] sum of shared experts */
-  float *out;              /* [tpr * hidden] layer output */
+  ep_bf16 *xe, *ye;                 /* [n_recv * hidden] expert-major in and out */
+  ep_bf16 *comb_send;               /* [n_recv * hidden] expert outputs in recv order */
+  ep_bf16 *comb_recv;               /* [n_send * hidden] own copies back, in send order */
+  ep_bf16 *routed;                  /* [tpr * hidden] weighted sum of routed experts */
+  ep_bf16 *shared_tmp;              /* [tpr * hidden] one shared expert's output */
+  float *shared_acc;                /* [tpr * hidden] sum of shared experts */
+  float *out;                       /* [tpr * hidden] layer output */
 
   int64_t *recv_slot_counts; /* [n_ranks * epr] counts exchange result */
   int *send_counts, *send_displs, *recv_counts, *recv_displs; /* [n_ranks] rows, for MPI */
@@ -37,7 +37,10 @@ struct ep_cpu_backend {
   int types_made;
 };
 
-static double now_us(const ep_cpu_backend *b) { return (MPI_Wtime() - b->t0_s) * 1e6; }
+static double now_us(const ep_cpu_backend *b)
+{
+  return (MPI_Wtime() - b->t0_s) * 1e6;
+}
 
 static void *alloc_rows(int64_t rows, int64_t row_elems, size_t elem_bytes)
 {
@@ -161,7 +164,8 @@ ep_status ep_cpu_backend_init(ep_cpu_backend **out, ep_real_rank *rk, MPI_Comm c
   b->send_displs = malloc((size_t)n * sizeof(int));
   b->recv_counts = malloc((size_t)n * sizeof(int));
   b->recv_displs = malloc((size_t)n * sizeof(int));
-  if (!b->x || !b->w13 || !b->w2 || (b->n_shared > 0 && (!b->w13_sh || !b->w2_sh || !b->shared_tmp)) ||
+  if (!b->x || !b->w13 || !b->w2 ||
+      (b->n_shared > 0 && (!b->w13_sh || !b->w2_sh || !b->shared_tmp)) ||
       (fp8 && (!b->send_q || !b->recv_q || !b->send_scales || !b->recv_scales)) ||
       (!fp8 && (!b->send_bf16 || !b->recv_bf16)) || !b->xe || !b->ye || !b->comb_send ||
       !b->comb_recv || !b->routed || !b->shared_acc || !b->out || !b->recv_slot_counts ||
@@ -209,7 +213,10 @@ fail:
   return st;
 }
 
-float *ep_cpu_backend_output(ep_cpu_backend *b) { return b ? b->out : NULL; }
+float *ep_cpu_backend_output(ep_cpu_backend *b)
+{
+  return b ? b->out : NULL;
+}
 
 /* The engine passes the plan and rank again: they must be the ones set up. */
 static ep_status check_call(const ep_cpu_backend *b, const ep_plan *plan, int32_t rank,
@@ -244,9 +251,8 @@ static ep_status cpu_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_t
     if ((st = ep_moe_permute_fp8_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->x,
                                      rk->copy_send_slot, b->send_q, b->send_scales)) != EP_OK)
       goto fail;
-    EP_MPI_TRY(rank, MPI_Alltoallv(b->send_q, b->send_counts, b->send_displs, b->row_fp8,
-                                   b->recv_q, b->recv_counts, b->recv_displs, b->row_fp8,
-                                   b->comm));
+    EP_MPI_TRY(rank, MPI_Alltoallv(b->send_q, b->send_counts, b->send_displs, b->row_fp8, b->recv_q,
+                                   b->recv_counts, b->recv_displs, b->row_fp8, b->comm));
     EP_MPI_TRY(rank, MPI_Alltoallv(b->send_scales, b->send_counts, b->send_displs, b->row_scales,
                                    b->recv_scales, b->recv_counts, b->recv_displs, b->row_scales,
                                    b->comm));
@@ -256,9 +262,9 @@ static ep_status cpu_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_t
     if ((st = ep_moe_permute_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->x,
                                  rk->copy_send_slot, b->send_bf16)) != EP_OK)
       goto fail;
-    EP_MPI_TRY(rank, MPI_Alltoallv(b->send_bf16, b->send_counts, b->send_displs, b->row_bf16,
-                                   b->recv_bf16, b->recv_counts, b->recv_displs, b->row_bf16,
-                                   b->comm));
+    EP_MPI_TRY(rank,
+               MPI_Alltoallv(b->send_bf16, b->send_counts, b->send_displs, b->row_bf16,
+                             b->recv_bf16, b->recv_counts, b->recv_displs, b->row_bf16, b->comm));
     /* Recv order -> expert-major: a row scatter, i.e. a permute with top_k 1. */
     if ((st = ep_moe_permute_ref(b->n_recv, 1, b->hidden, b->n_recv, b->recv_bf16,
                                  rk->recv_expert_slot, b->xe)) != EP_OK)
@@ -277,8 +283,8 @@ static ep_status cpu_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_tim
   if (st != EP_OK)
     return st;
   out->start_us = now_us(b);
-  if ((st = ep_moe_expert_ffn_ref(b->epr, b->rk->expert_counts, b->hidden, b->inter, b->xe,
-                                  b->w13, b->w2, b->ye)) != EP_OK) {
+  if ((st = ep_moe_expert_ffn_ref(b->epr, b->rk->expert_counts, b->hidden, b->inter, b->xe, b->w13,
+                                  b->w2, b->ye)) != EP_OK) {
     ep_log_error("rank %d: routed experts' SwiGLU GEMM failed: %s", (int)rank, ep_status_str(st));
     return st;
   }
@@ -313,9 +319,9 @@ static ep_status cpu_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
   if ((st = ep_moe_permute_ref(b->n_recv, 1, b->hidden, b->n_recv, b->ye, rk->expert_recv_slot,
                                b->comb_send)) != EP_OK)
     goto fail;
-  EP_MPI_TRY(rank, MPI_Alltoallv(b->comb_send, b->recv_counts, b->recv_displs, b->row_bf16,
-                                 b->comb_recv, b->send_counts, b->send_displs, b->row_bf16,
-                                 b->comm));
+  EP_MPI_TRY(rank,
+             MPI_Alltoallv(b->comb_send, b->recv_counts, b->recv_displs, b->row_bf16, b->comb_recv,
+                           b->send_counts, b->send_displs, b->row_bf16, b->comm));
   if ((st = ep_moe_combine_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->comb_recv,
                                rk->copy_send_slot, rk->weights, b->routed)) != EP_OK)
     goto fail;

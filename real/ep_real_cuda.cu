@@ -17,7 +17,10 @@ static ep_status launch_status(const char *what)
   return EP_OK;
 }
 
-__device__ static float bf16_to_f32(ep_bf16 v) { return __uint_as_float((unsigned)v << 16); }
+__device__ static float bf16_to_f32(ep_bf16 v)
+{
+  return __uint_as_float((unsigned)v << 16);
+}
 
 /* One row per block, 8 values per thread: an 8-byte load of fp8 and a 16-byte
  * store of bf16 (hidden % 128 == 0 keeps both aligned, cudaMalloc the bases),
@@ -72,9 +75,8 @@ extern "C" ep_status ep_real_cuda_fp8_to_bf16_rows(void *stream, int64_t n_rows,
   if (n_rows == 0)
     return EP_OK;
   /* 7168 / 8 = 896 vectors: 128 threads take 7 each. */
-  fp8_to_bf16_rows_kernel<<<(unsigned)n_rows, 128, 0, (cudaStream_t)stream>>>(n_rows, hidden, d_q,
-                                                                              d_scales, d_slot,
-                                                                              d_out);
+  fp8_to_bf16_rows_kernel<<<(unsigned)n_rows, 128, 0, (cudaStream_t)stream>>>(
+      n_rows, hidden, d_q, d_scales, d_slot, d_out);
   return launch_status("fp8_to_bf16_rows_kernel");
 }
 

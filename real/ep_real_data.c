@@ -10,9 +10,9 @@
 
 #include "ep_rng.h"
 
-#define TOKEN_DOMAIN 0x746f6b656e73ULL  /* "tokens" */
-#define W13_DOMAIN 0x77313300000000ULL   /* "w13" */
-#define W2_DOMAIN 0x77320000000000ULL    /* "w2" */
+#define TOKEN_DOMAIN 0x746f6b656e73ULL /* "tokens" */
+#define W13_DOMAIN 0x77313300000000ULL /* "w13" */
+#define W2_DOMAIN 0x77320000000000ULL  /* "w2" */
 
 /* A 64-bit seed for one (domain, id) stream of the scenario seed. */
 static uint64_t derive(uint64_t seed, uint64_t domain, uint64_t id)
@@ -35,7 +35,10 @@ uint64_t ep_real_w2_seed(const ep_real_shape *shape, int32_t expert)
 {
   return derive(shape->seed, W2_DOMAIN, (uint64_t)expert);
 }
-float ep_real_w13_bound(const ep_real_shape *shape) { return (float)(1.0 / sqrt(shape->hidden)); }
+float ep_real_w13_bound(const ep_real_shape *shape)
+{
+  return (float)(1.0 / sqrt(shape->hidden));
+}
 float ep_real_w2_bound(const ep_real_shape *shape)
 {
   return (float)(1.0 / sqrt(shape->intermediate));
@@ -142,7 +145,8 @@ ep_status ep_real_reference(const ep_real_shape *shape, int fp8_dispatch, int64_
       dn[i] = ep_bf16_to_f32(stage2[i]);
     for (int64_t i = 0; i < n; i++) {
       if (shared) {
-        expert_apply(gu, dn, h, im, x + (size_t)i * (size_t)h, 1.0, mid, out + (size_t)i * (size_t)h);
+        expert_apply(gu, dn, h, im, x + (size_t)i * (size_t)h, 1.0, mid,
+                     out + (size_t)i * (size_t)h);
         continue;
       }
       for (int32_t j = 0; j < k; j++) {

@@ -17,35 +17,35 @@
 #include "ep_real_cuda.h"
 #include "ep_real_mpi.h"
 
-#define EP_RCUDA_TRY(rank, call)                                                             \
-  do {                                                                                       \
-    cudaError_t ep_err_ = (call);                                                            \
-    if (ep_err_ != cudaSuccess) {                                                            \
-      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                 \
-                   cudaGetErrorString(ep_err_), __func__, __FILE__, __LINE__);               \
-      st = EP_ERR_BACKEND;                                                                   \
-      goto fail;                                                                             \
-    }                                                                                        \
+#define EP_RCUDA_TRY(rank, call)                                                                   \
+  do {                                                                                             \
+    cudaError_t ep_err_ = (call);                                                                  \
+    if (ep_err_ != cudaSuccess) {                                                                  \
+      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                       \
+                   cudaGetErrorString(ep_err_), __func__, __FILE__, __LINE__);                     \
+      st = EP_ERR_BACKEND;                                                                         \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 
-#define EP_RNCCL_TRY(rank, call)                                                             \
-  do {                                                                                       \
-    ncclResult_t ep_res_ = (call);                                                           \
-    if (ep_res_ != ncclSuccess) {                                                            \
-      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                 \
-                   ncclGetErrorString(ep_res_), __func__, __FILE__, __LINE__);               \
-      st = EP_ERR_BACKEND;                                                                   \
-      goto fail;                                                                             \
-    }                                                                                        \
+#define EP_RNCCL_TRY(rank, call)                                                                   \
+  do {                                                                                             \
+    ncclResult_t ep_res_ = (call);                                                                 \
+    if (ep_res_ != ncclSuccess) {                                                                  \
+      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                       \
+                   ncclGetErrorString(ep_res_), __func__, __FILE__, __LINE__);                     \
+      st = EP_ERR_BACKEND;                                                                         \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 
-#define EP_REP_TRY(rank, what, call)                                                         \
-  do {                                                                                       \
-    st = (call);                                                                             \
-    if (st != EP_OK) {                                                                       \
-      ep_log_error("rank %d: %s failed: %s", (int)(rank), what, ep_status_str(st));          \
-      goto fail;                                                                             \
-    }                                                                                        \
+#define EP_REP_TRY(rank, what, call)                                                               \
+  do {                                                                                             \
+    st = (call);                                                                                   \
+    if (st != EP_OK) {                                                                             \
+      ep_log_error("rank %d: %s failed: %s", (int)(rank), what, ep_status_str(st));                \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 
 /* The send buffers a cuda-ipc rank exports: counts, bf16 rows, fp8 rows, fp8
@@ -122,11 +122,31 @@ void ep_nccl_backend_free(void *ctx)
   /* No rank frees a buffer that a peer still maps (after a failure the job is aborted). */
   if (ipc_mapped && !b->failed && MPI_Barrier(b->comm) != MPI_SUCCESS)
     ep_log_error("rank %d: MPI_Barrier before freeing the exported buffers failed", (int)b->rank);
-  void *bufs[] = {b->d_x, b->d_w13, b->d_w2, b->d_w13_sh, b->d_w2_sh, b->d_send, b->d_recv,
-                  b->d_send_q, b->d_recv_q, b->d_send_sc, b->d_recv_sc, b->d_xe, b->d_ye,
-                  b->d_comb_send, b->d_comb_recv, b->d_routed, b->d_shared_tmp, b->d_shared_acc,
-                  b->d_out, b->d_weights, b->d_copy_send_slot, b->d_recv_expert_slot,
-                  b->d_expert_recv_slot, b->d_send_counts, b->d_recv_counts};
+  void *bufs[] = {b->d_x,
+                  b->d_w13,
+                  b->d_w2,
+                  b->d_w13_sh,
+                  b->d_w2_sh,
+                  b->d_send,
+                  b->d_recv,
+                  b->d_send_q,
+                  b->d_recv_q,
+                  b->d_send_sc,
+                  b->d_recv_sc,
+                  b->d_xe,
+                  b->d_ye,
+                  b->d_comb_send,
+                  b->d_comb_recv,
+                  b->d_routed,
+                  b->d_shared_tmp,
+                  b->d_shared_acc,
+                  b->d_out,
+                  b->d_weights,
+                  b->d_copy_send_slot,
+                  b->d_recv_expert_slot,
+                  b->d_expert_recv_slot,
+                  b->d_send_counts,
+                  b->d_recv_counts};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if (bufs[i])
       cudaFree(bufs[i]);
@@ -147,8 +167,8 @@ void ep_nccl_backend_free(void *ctx)
 }
 
 ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device,
-                               int64_t *free_bytes, int64_t *total_bytes, char *name,
-                               int name_len, char *versions, int versions_len)
+                               int64_t *free_bytes, int64_t *total_bytes, char *name, int name_len,
+                               char *versions, int versions_len)
 {
   ep_status st = EP_OK;
   int count = 0, driver = 0, runtime = 0, nccl_version = 0;
@@ -216,8 +236,8 @@ static ep_status ipc_init(ep_nccl_backend *b)
     }
     cudaIpcMemHandle_t mine;
     EP_RCUDA_TRY(r, cudaIpcGetMemHandle(&mine, bufs[i]));
-    EP_MPI_TRY(r, MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine,
-                                MPI_BYTE, b->comm));
+    EP_MPI_TRY(r, MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
+                                b->comm));
     for (int32_t p = 0; p < n; p++) {
       if (p == r) {
         b->ipc_peer[i][p] = bufs[i]; /* a process cannot open its own handle */
@@ -227,8 +247,8 @@ static ep_status ipc_init(ep_nccl_backend *b)
           cudaIpcOpenMemHandle(&b->ipc_peer[i][p], all[p], cudaIpcMemLazyEnablePeerAccess);
       if (err != cudaSuccess) {
         /* E.g. a peer on another GPU without P2P, or a sandbox without CUDA IPC. */
-        ep_log_error("rank %d: cudaIpcOpenMemHandle of rank %d's send buffer %d failed: %s",
-                     (int)r, (int)p, i, cudaGetErrorString(err));
+        ep_log_error("rank %d: cudaIpcOpenMemHandle of rank %d's send buffer %d failed: %s", (int)r,
+                     (int)p, i, cudaGetErrorString(err));
         b->ipc_peer[i][p] = NULL; /* nothing to close */
         st = EP_ERR_BACKEND;
         goto fail;
@@ -353,12 +373,13 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   const float b13 = ep_real_w13_bound(&rk->shape), b2 = ep_real_w2_bound(&rk->shape);
   for (int32_t s = 0; s < b->epr + b->n_shared; s++) {
     const int shared = s >= b->epr;
-    const int32_t e = shared ? rk->shape.n_experts + (s - b->epr)
-                             : plan->placement.expert_of_slot[(size_t)r * (size_t)b->epr + (size_t)s];
-    ep_bf16 *w13 = shared ? b->d_w13_sh + (size_t)(s - b->epr) * w13_elems
-                          : b->d_w13 + (size_t)s * w13_elems;
-    ep_bf16 *w2 = shared ? b->d_w2_sh + (size_t)(s - b->epr) * w2_elems
-                         : b->d_w2 + (size_t)s * w2_elems;
+    const int32_t e = shared
+                          ? rk->shape.n_experts + (s - b->epr)
+                          : plan->placement.expert_of_slot[(size_t)r * (size_t)b->epr + (size_t)s];
+    ep_bf16 *w13 =
+        shared ? b->d_w13_sh + (size_t)(s - b->epr) * w13_elems : b->d_w13 + (size_t)s * w13_elems;
+    ep_bf16 *w2 =
+        shared ? b->d_w2_sh + (size_t)(s - b->epr) * w2_elems : b->d_w2 + (size_t)s * w2_elems;
     EP_REP_TRY(r, "ep_moe_cuda_fill_uniform_bf16 (w13)",
                ep_moe_cuda_fill_uniform_bf16(b->moe, w13, (int64_t)w13_elems,
                                              ep_real_w13_seed(&rk->shape, e), -b13, b13));
@@ -417,9 +438,9 @@ ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out)
   ep_status st = EP_OK;
   if (!b || !out)
     return EP_ERR_INVALID;
-  EP_RCUDA_TRY(b->rank, cudaMemcpyAsync(out, b->d_out,
-                                        sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
-                                        cudaMemcpyDeviceToHost, b->stream));
+  EP_RCUDA_TRY(b->rank,
+               cudaMemcpyAsync(out, b->d_out, sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
+                               cudaMemcpyDeviceToHost, b->stream));
   EP_RCUDA_TRY(b->rank, cudaStreamSynchronize(b->stream));
   return EP_OK;
 fail:
@@ -486,10 +507,10 @@ static ep_status ipc_a2a(ep_nccl_backend *b, const void *send, const int64_t *se
       goto fail;
     }
     if (recv_counts[p] > 0) {
-      const cudaError_t err = cudaMemcpyAsync(
-          (char *)recv + (size_t)recv_displs[p] * row_bytes,
-          (const char *)b->ipc_peer[w][p] + (size_t)in[2 * p] * row_bytes,
-          (size_t)recv_counts[p] * row_bytes, cudaMemcpyDeviceToDevice, b->stream);
+      const cudaError_t err =
+          cudaMemcpyAsync((char *)recv + (size_t)recv_displs[p] * row_bytes,
+                          (const char *)b->ipc_peer[w][p] + (size_t)in[2 * p] * row_bytes,
+                          (size_t)recv_counts[p] * row_bytes, cudaMemcpyDeviceToDevice, b->stream);
       if (err != cudaSuccess) {
         ep_log_error("rank %d: cuda-ipc: cudaMemcpyAsync of %lld rows from rank %d failed: %s",
                      (int)r, (long long)recv_counts[p], (int)p, cudaGetErrorString(err));
@@ -520,9 +541,10 @@ static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t
   EP_RNCCL_TRY(b->rank, ncclGroupStart());
   for (int32_t peer = 0; peer < n; peer++) {
     if (send_counts[peer] > 0) {
-      const char *p = (const char *)send + (size_t)send_displs[peer] * (size_t)elems_per_row * elem_bytes;
-      ncclResult_t res = ncclSend(p, (size_t)(send_counts[peer] * elems_per_row), type, peer,
-                                  b->nccl, b->stream);
+      const char *p =
+          (const char *)send + (size_t)send_displs[peer] * (size_t)elems_per_row * elem_bytes;
+      ncclResult_t res =
+          ncclSend(p, (size_t)(send_counts[peer] * elems_per_row), type, peer, b->nccl, b->stream);
       if (res != ncclSuccess) {
         ep_log_error("rank %d: ncclSend of %lld rows to rank %d failed: %s", (int)b->rank,
                      (long long)send_counts[peer], (int)peer, ncclGetErrorString(res));
@@ -532,8 +554,8 @@ static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t
     }
     if (recv_counts[peer] > 0) {
       char *p = (char *)recv + (size_t)recv_displs[peer] * (size_t)elems_per_row * elem_bytes;
-      ncclResult_t res = ncclRecv(p, (size_t)(recv_counts[peer] * elems_per_row), type, peer,
-                                  b->nccl, b->stream);
+      ncclResult_t res =
+          ncclRecv(p, (size_t)(recv_counts[peer] * elems_per_row), type, peer, b->nccl, b->stream);
       if (res != ncclSuccess) {
         ep_log_error("rank %d: ncclRecv of %lld rows from rank %d failed: %s", (int)b->rank,
                      (long long)recv_counts[peer], (int)peer, ncclGetErrorString(res));
@@ -633,9 +655,9 @@ static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
   const size_t w2_elems = (size_t)b->hidden * (size_t)b->inter;
   const int32_t tpr32 = (int32_t)b->tpr;
   if (b->n_shared == 0)
-    EP_RCUDA_TRY(rank, cudaMemsetAsync(b->d_shared_acc, 0,
-                                       sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
-                                       b->stream));
+    EP_RCUDA_TRY(rank,
+                 cudaMemsetAsync(b->d_shared_acc, 0,
+                                 sizeof(float) * (size_t)b->tpr * (size_t)b->hidden, b->stream));
   for (int32_t s = 0; s < b->n_shared; s++) {
     EP_REP_TRY(rank, "ep_moe_cuda_expert_ffn (shared expert)",
                ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, 1, &tpr32, b->hidden, b->inter,
@@ -667,11 +689,11 @@ static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   EP_TRY(grouped_a2a(b, b->d_comb_send, L->recv_counts, L->recv_displs, b->d_comb_recv,
                      L->send_counts, L->send_displs, b->hidden, sizeof(ep_bf16), ncclBfloat16));
   EP_REP_TRY(rank, "ep_moe_cuda_combine",
-             ep_moe_cuda_combine(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send,
-                                 b->d_comb_recv, b->d_copy_send_slot, b->d_weights, b->d_routed));
+             ep_moe_cuda_combine(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_comb_recv,
+                                 b->d_copy_send_slot, b->d_weights, b->d_routed));
   EP_REP_TRY(rank, "ep_real_cuda_add_bf16_f32",
-             ep_real_cuda_add_bf16_f32(b->stream, b->tpr * b->hidden, b->d_routed,
-                                       b->d_shared_acc, b->d_out));
+             ep_real_cuda_add_bf16_f32(b->stream, b->tpr * b->hidden, b->d_routed, b->d_shared_acc,
+                                       b->d_out));
   EP_TRY(phase_end(b, EP_PHASE_COMBINE, out));
   /* Kernel faults surface at the next sync; report them with this phase. */
   EP_REP_TRY(rank, "combine kernels", ep_moe_cuda_sync(b->moe));

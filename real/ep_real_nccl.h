@@ -29,8 +29,8 @@ extern const ep_backend_ops ep_nccl_backend_ops;
  * name: [out] [name_len] device name; versions: [out] [versions_len]
  * "driver X, runtime Y, NCCL Z". */
 ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device,
-                               int64_t *free_bytes, int64_t *total_bytes, char *name,
-                               int name_len, char *versions, int versions_len);
+                               int64_t *free_bytes, int64_t *total_bytes, char *name, int name_len,
+                               char *versions, int versions_len);
 
 /* Allocates device buffers, fills tokens and local experts' weights on the GPU,
  * then creates the NCCL communicator over comm (unique id from rank 0 by

@@ -16,12 +16,18 @@
 const char *ep_sweep_kernel_name(ep_sweep_kernel kernel)
 {
   switch (kernel) {
-  case EP_SWEEP_GROUPED_GEMM: return "grouped_gemm";
-  case EP_SWEEP_PERMUTE: return "permute";
-  case EP_SWEEP_PERMUTE_FP8: return "permute_fp8";
-  case EP_SWEEP_COMBINE: return "combine";
-  case EP_SWEEP_ROUTER: return "router";
-  case EP_SWEEP_KERNEL_COUNT: break;
+  case EP_SWEEP_GROUPED_GEMM:
+    return "grouped_gemm";
+  case EP_SWEEP_PERMUTE:
+    return "permute";
+  case EP_SWEEP_PERMUTE_FP8:
+    return "permute_fp8";
+  case EP_SWEEP_COMBINE:
+    return "combine";
+  case EP_SWEEP_ROUTER:
+    return "router";
+  case EP_SWEEP_KERNEL_COUNT:
+    break;
   }
   return "unknown";
 }
@@ -66,8 +72,8 @@ ep_status ep_sweep_parse_list(const char *what, const char *list, int64_t max_va
     errno = 0;
     long long v = strtoll(p, &end, 10);
     if (errno || end == p || v < 1 || v > max_value || (*end && *end != ',') || *n >= max_n) {
-      ep_log_error("%s: '%s' is not a comma-separated list of at most %d integers in 1..%lld",
-                   what, list, (int)max_n, (long long)max_value);
+      ep_log_error("%s: '%s' is not a comma-separated list of at most %d integers in 1..%lld", what,
+                   list, (int)max_n, (long long)max_value);
       return EP_ERR_PARSE;
     }
     values[(*n)++] = v;
@@ -133,8 +139,8 @@ static ep_status cpu_run_once(const ep_sweep_point *pt, cpu_bufs *b, const ep_mo
   case EP_SWEEP_PERMUTE:
     return ep_moe_permute_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, b->x, b->slot, b->y);
   case EP_SWEEP_PERMUTE_FP8:
-    return ep_moe_permute_fp8_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, b->x, b->slot,
-                                  b->q, b->scales);
+    return ep_moe_permute_fp8_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, b->x, b->slot, b->q,
+                                  b->scales);
   case EP_SWEEP_COMBINE:
     return ep_moe_combine_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, b->y, b->slot,
                               b->weights, b->out);
@@ -370,8 +376,8 @@ int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const ch
   const char *def_tokens = use_nccl ? "8,16,32,64,128,256,512,1024,2048" : "8,16,32,64";
   char def_experts[32];
   snprintf(def_experts, sizeof def_experts, "%d", (int)(s->model.n_experts / s->ep));
-  if (ep_sweep_parse_list("--sweep-tokens", tokens_list ? tokens_list : def_tokens, 1 << 24,
-                          tokens, MAX_POINTS, &n_tokens) != EP_OK ||
+  if (ep_sweep_parse_list("--sweep-tokens", tokens_list ? tokens_list : def_tokens, 1 << 24, tokens,
+                          MAX_POINTS, &n_tokens) != EP_OK ||
       ep_sweep_parse_list("--sweep-experts", experts_list ? experts_list : def_experts,
                           EP_MOE_MAX_EXPERTS, experts, MAX_POINTS, &n_experts) != EP_OK)
     return 1;

@@ -62,8 +62,8 @@ typedef struct ep_sweep_point {
  * kernel's output against the C reference where it is not the reference, runs
  * warmup untimed launches, then fills times_us[repeats] with one time per launch. */
 typedef struct ep_sweep_impl {
-  const char *backend;     /* "cpu" or "nccl" */
-  char provenance[1024];   /* "# ..." lines describing the device, newline-terminated */
+  const char *backend;   /* "cpu" or "nccl" */
+  char provenance[1024]; /* "# ..." lines describing the device, newline-terminated */
   int32_t warmup;
   void *ctx;
   ep_status (*measure)(void *ctx, const ep_sweep_point *pt, int32_t warmup, int32_t repeats,

@@ -43,15 +43,15 @@ static void cuda_sweep_free(void *ctx)
   free(c);
 }
 
-#define SW_CUDA_TRY(call)                                                                    \
-  do {                                                                                       \
-    cudaError_t sw_err_ = (call);                                                            \
-    if (sw_err_ != cudaSuccess) {                                                            \
-      ep_log_error("sweep: %s failed: %s (%s:%d)", #call, cudaGetErrorString(sw_err_),       \
-                   __FILE__, __LINE__);                                                      \
-      st = EP_ERR_BACKEND;                                                                   \
-      goto fail;                                                                             \
-    }                                                                                        \
+#define SW_CUDA_TRY(call)                                                                          \
+  do {                                                                                             \
+    cudaError_t sw_err_ = (call);                                                                  \
+    if (sw_err_ != cudaSuccess) {                                                                  \
+      ep_log_error("sweep: %s failed: %s (%s:%d)", #call, cudaGetErrorString(sw_err_), __FILE__,   \
+                   __LINE__);                                                                      \
+      st = EP_ERR_BACKEND;                                                                         \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 
 typedef struct dev_bufs {
@@ -63,8 +63,8 @@ typedef struct dev_bufs {
 
 static void dev_bufs_free(dev_bufs *d)
 {
-  void *p[] = {d->x, d->y, d->w13, d->w2, d->w_gate, d->out, d->q, d->scales, d->weights,
-               d->scores, d->slot, d->routed};
+  void *p[] = {d->x, d->y,      d->w13,     d->w2,     d->w_gate, d->out,
+               d->q, d->scales, d->weights, d->scores, d->slot,   d->routed};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
     if (p[i])
       cudaFree(p[i]);
@@ -286,14 +286,17 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
   SW_CUDA_TRY(cudaMalloc((void **)&d.weights, sizeof(float) * n_copies));
   SW_CUDA_TRY(cudaMalloc((void **)&d.slot, sizeof(int32_t) * n_copies));
   EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.x, (int64_t)n_x, pt->seed, -1.0f, 1.0f));
-  EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.y, (int64_t)(rows * h), pt->seed + 1, -1.0f, 1.0f));
-  EP_TRY(ep_moe_cuda_fill_uniform_f32(c->moe, d.weights, (int64_t)n_copies, pt->seed + 2, 0.0f, 1.0f));
+  EP_TRY(
+      ep_moe_cuda_fill_uniform_bf16(c->moe, d.y, (int64_t)(rows * h), pt->seed + 1, -1.0f, 1.0f));
+  EP_TRY(
+      ep_moe_cuda_fill_uniform_f32(c->moe, d.weights, (int64_t)n_copies, pt->seed + 2, 0.0f, 1.0f));
   /* On the kernels' stream: a non-blocking stream does not wait for the legacy
    * default stream, where a plain cudaMemcpy/cudaMemset may still run. */
-  SW_CUDA_TRY(cudaMemcpyAsync(d.slot, slot, sizeof(int32_t) * n_copies, cudaMemcpyHostToDevice,
-                              c->stream));
+  SW_CUDA_TRY(
+      cudaMemcpyAsync(d.slot, slot, sizeof(int32_t) * n_copies, cudaMemcpyHostToDevice, c->stream));
   if (pt->kernel == EP_SWEEP_PERMUTE)
-    SW_CUDA_TRY(cudaMemsetAsync(d.y, 0, sizeof(ep_bf16) * rows * h, c->stream)); /* every row is written */
+    SW_CUDA_TRY(
+        cudaMemsetAsync(d.y, 0, sizeof(ep_bf16) * rows * h, c->stream)); /* every row is written */
   if (pt->kernel == EP_SWEEP_GROUPED_GEMM) {
     const size_t w13_elems = 2 * im * h, w2_elems = h * im;
     const float b13 = 1.0f / sqrtf((float)h), b2 = 1.0f / sqrtf((float)im);
@@ -382,7 +385,8 @@ static ep_status copy_bandwidth(cuda_sweep *c, double *GBps)
   for (int i = 0; i < EP__COPY_REPEATS; i++)
     SW_CUDA_TRY(cudaEventElapsedTime(&ms[i], c->ev[i], c->ev[i + 1]));
   qsort(ms, EP__COPY_REPEATS, sizeof ms[0], cmp_float);
-  const double med_ms = 0.5 * ((double)ms[EP__COPY_REPEATS / 2 - 1] + (double)ms[EP__COPY_REPEATS / 2]);
+  const double med_ms =
+      0.5 * ((double)ms[EP__COPY_REPEATS / 2 - 1] + (double)ms[EP__COPY_REPEATS / 2]);
   *GBps = med_ms > 0 ? 2.0 * (double)bytes / (med_ms * 1e6) : 0.0;
 fail:
   if (src)

@@ -53,38 +53,39 @@ typedef struct options {
 
 static void usage(FILE *f)
 {
-  fputs("usage: mpirun -np EP epsim-real SCENARIO [options]\n"
-        "       epsim-real SCENARIO --sweep [options]\n"
-        "       epsim-real --help | --version\n"
-        "\n"
-        "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"
-        "for real, one MPI rank per EP rank, with the simulator's routing, placement and\n"
-        "dispatch plan; checks the output against a CPU reference on sampled tokens;\n"
-        "writes DIR/results.csv, DIR/trace.json and DIR/phases.png in the simulator's\n"
-        "schema. The scenario's parallel.ep must equal the number of ranks.\n"
-        "\n"
-        "  -o DIR               output directory (default epsim-real-out)\n"
-        "  --backend B          auto (nccl if built and a GPU is present, else cpu), cpu, nccl,\n"
-        "                       cuda-ipc (nccl's kernels, rows moved by CUDA IPC copies: ranks\n"
-        "                       on one node may share a GPU; for testing, not for timings)\n"
-        "  --set key=value      override a scenario key (repeatable), e.g. parallel.ep=1\n"
-        "  --dump-output FILE   write the layer output: float32, native byte order,\n"
-        "                       [ep * tokens_per_gpu * hidden], global token order (rank-major)\n"
-        "  --check-tokens N     tokens per rank checked against the reference (default 8, 0: none)\n"
-        "  --warmup N           untimed layers before the timed one (default 1): the first\n"
-        "                       pays for NCCL/MPI connection setup and GPU workspaces\n"
-        "  --max-mem BYTES      cpu backend: memory limit per rank, suffix K/M/G/T allowed\n"
-        "                       (default: physical RAM / ranks on the node)\n"
-        "  --sweep              time grouped GEMM, permute, combine and router over a grid of\n"
-        "                       shapes (hidden, intermediate, experts, top-k from the scenario)\n"
-        "                       and write DIR/sweep.csv; one rank\n"
-        "  --sweep-tokens LIST  tokens per expert, comma-separated (default 8,16,...,2048 on\n"
-        "                       nccl, 8,16,32,64 on cpu)\n"
-        "  --sweep-experts LIST local experts, comma-separated (default n_experts / ep)\n"
-        "  --repeats N          timed repeats per sweep point (default 20 nccl, 3 cpu)\n"
-        "\n"
-        "Exit: 0 ok, 1 bad input, 2 internal error (or a failed output check).\n",
-        f);
+  fputs(
+      "usage: mpirun -np EP epsim-real SCENARIO [options]\n"
+      "       epsim-real SCENARIO --sweep [options]\n"
+      "       epsim-real --help | --version\n"
+      "\n"
+      "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"
+      "for real, one MPI rank per EP rank, with the simulator's routing, placement and\n"
+      "dispatch plan; checks the output against a CPU reference on sampled tokens;\n"
+      "writes DIR/results.csv, DIR/trace.json and DIR/phases.png in the simulator's\n"
+      "schema. The scenario's parallel.ep must equal the number of ranks.\n"
+      "\n"
+      "  -o DIR               output directory (default epsim-real-out)\n"
+      "  --backend B          auto (nccl if built and a GPU is present, else cpu), cpu, nccl,\n"
+      "                       cuda-ipc (nccl's kernels, rows moved by CUDA IPC copies: ranks\n"
+      "                       on one node may share a GPU; for testing, not for timings)\n"
+      "  --set key=value      override a scenario key (repeatable), e.g. parallel.ep=1\n"
+      "  --dump-output FILE   write the layer output: float32, native byte order,\n"
+      "                       [ep * tokens_per_gpu * hidden], global token order (rank-major)\n"
+      "  --check-tokens N     tokens per rank checked against the reference (default 8, 0: none)\n"
+      "  --warmup N           untimed layers before the timed one (default 1): the first\n"
+      "                       pays for NCCL/MPI connection setup and GPU workspaces\n"
+      "  --max-mem BYTES      cpu backend: memory limit per rank, suffix K/M/G/T allowed\n"
+      "                       (default: physical RAM / ranks on the node)\n"
+      "  --sweep              time grouped GEMM, permute, combine and router over a grid of\n"
+      "                       shapes (hidden, intermediate, experts, top-k from the scenario)\n"
+      "                       and write DIR/sweep.csv; one rank\n"
+      "  --sweep-tokens LIST  tokens per expert, comma-separated (default 8,16,...,2048 on\n"
+      "                       nccl, 8,16,32,64 on cpu)\n"
+      "  --sweep-experts LIST local experts, comma-separated (default n_experts / ep)\n"
+      "  --repeats N          timed repeats per sweep point (default 20 nccl, 3 cpu)\n"
+      "\n"
+      "Exit: 0 ok, 1 bad input, 2 internal error (or a failed output check).\n",
+      f);
 }
 
 /* "12", "64M", "1.5G" -> bytes (binary suffixes); -1 when malformed. */
@@ -99,11 +100,28 @@ static double parse_bytes(const char *s)
   switch (*end) {
   case '\0':
     break;
-  case 'k': case 'K': mult = 1024.0; end++; break;
-  case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
-  case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-  case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
-  default: return -1;
+  case 'k':
+  case 'K':
+    mult = 1024.0;
+    end++;
+    break;
+  case 'm':
+  case 'M':
+    mult = 1024.0 * 1024;
+    end++;
+    break;
+  case 'g':
+  case 'G':
+    mult = 1024.0 * 1024 * 1024;
+    end++;
+    break;
+  case 't':
+  case 'T':
+    mult = 1024.0 * 1024 * 1024 * 1024;
+    end++;
+    break;
+  default:
+    return -1;
   }
   if (*end == 'i' || *end == 'B')
     end += *end == 'i' ? 1 : 0;
@@ -285,8 +303,8 @@ static double check_output(const ep_real_rank *rk, const float *out, int64_t n_c
     }
     memcpy(got + (size_t)i * (size_t)h, out + (size_t)t * (size_t)h, sizeof(float) * (size_t)h);
   }
-  if (ep_real_reference(&rk->shape, rk->wire == EP_REAL_WIRE_FP8, n_check, gid, ex, w, kept,
-                        ref) != EP_OK)
+  if (ep_real_reference(&rk->shape, rk->wire == EP_REAL_WIRE_FP8, n_check, gid, ex, w, kept, ref) !=
+      EP_OK)
     goto done;
   worst = ep_real_rel_error(got, ref, n_check, h);
   if (isnan(worst))
@@ -306,7 +324,8 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
                        int n_ranks)
 {
   MPI_Datatype row;
-  if (MPI_Type_contiguous(hidden, MPI_FLOAT, &row) != MPI_SUCCESS || MPI_Type_commit(&row) != MPI_SUCCESS) {
+  if (MPI_Type_contiguous(hidden, MPI_FLOAT, &row) != MPI_SUCCESS ||
+      MPI_Type_commit(&row) != MPI_SUCCESS) {
     ep_log_error("rank %d: MPI_Type_contiguous/MPI_Type_commit for the output dump failed", rank);
     return EXIT_INTERNAL;
   }
@@ -337,7 +356,8 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
         }
         src = buf;
       }
-      if (rc == EXIT_OK && fwrite(src, sizeof(float) * (size_t)hidden, (size_t)tpr, f) != (size_t)tpr) {
+      if (rc == EXIT_OK &&
+          fwrite(src, sizeof(float) * (size_t)hidden, (size_t)tpr, f) != (size_t)tpr) {
         ep_log_error("writing %s failed: %s", path, strerror(errno));
         rc = EXIT_INTERNAL;
       }
@@ -355,10 +375,13 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
   return rc;
 }
 
-static const char *wire_name(ep_real_wire w) { return w == EP_REAL_WIRE_FP8 ? "fp8" : "bf16"; }
+static const char *wire_name(ep_real_wire w)
+{
+  return w == EP_REAL_WIRE_FP8 ? "fp8" : "bf16";
+}
 
-static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ranks,
-                     int local_rank, int n_local, int use_nccl, int argc, char **argv)
+static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ranks, int local_rank,
+                     int n_local, int use_nccl, int argc, char **argv)
 {
   int rc = EXIT_INTERNAL;
   ep_router *router = NULL;
@@ -377,9 +400,11 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   const ep_real_wire wire =
       s->model.dispatch_dtype == EP_DTYPE_FP8 ? EP_REAL_WIRE_FP8 : EP_REAL_WIRE_BF16;
   const ep_real_shape shape = {s->model.n_experts, s->model.n_shared_experts, s->model.top_k,
-                               s->model.hidden, s->model.moe_intermediate, s->routing.seed};
+                               s->model.hidden,    s->model.moe_intermediate, s->routing.seed};
 
-  if ((rc = agree_rc(ep_scenario_build_plan(s, &router, &plan) == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
+  if ((rc = agree_rc(ep_scenario_build_plan(s, &router, &plan) == EP_OK ? EXIT_OK
+                                                                        : EXIT_INTERNAL)) !=
+      EXIT_OK)
     goto done;
 
   /* Fit check before any buffer exists. */
@@ -421,8 +446,8 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
                      "rank 0's); use --backend nccl across nodes",
                      n_local, n_ranks);
       qrc = EXIT_BAD_INPUT;
-    } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name,
-                                    sizeof name, versions, sizeof versions) != EP_OK) {
+    } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name, sizeof name,
+                                    versions, sizeof versions) != EP_OK) {
       qrc = EXIT_INTERNAL;
     }
     if ((rc = agree_rc(qrc)) != EXIT_OK)
@@ -435,7 +460,8 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     snprintf(limit_what, sizeof limit_what,
              "GPU %d %s: %s free of %s, shared by %d rank%s, less 1.5 GiB each for CUDA/NCCL",
              (int)device, name, ep_real_format_bytes((double)free_b, fb, sizeof fb),
-             ep_real_format_bytes((double)total_b, tb, sizeof tb), per_gpu, per_gpu == 1 ? "" : "s");
+             ep_real_format_bytes((double)total_b, tb, sizeof tb), per_gpu,
+             per_gpu == 1 ? "" : "s");
   }
 #endif
   if ((rc = check_memory(&plan, &shape, wire, rank, use_nccl, limit, limit_what)) != EXIT_OK)
@@ -450,8 +476,9 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     goto done;
 
   ep_status st = ep_real_rank_init(&plan, router, &shape, rank, wire, &rk);
-  if ((rc = agree_rc(st == EP_OK ? EXIT_OK : st == EP_ERR_INVALID ? EXIT_BAD_INPUT : EXIT_INTERNAL)) !=
-      EXIT_OK)
+  if ((rc = agree_rc(st == EP_OK            ? EXIT_OK
+                     : st == EP_ERR_INVALID ? EXIT_BAD_INPUT
+                                            : EXIT_INTERNAL)) != EXIT_OK)
     goto done;
   if (!use_nccl) {
     st = ep_cpu_backend_init(&cpu, &rk, MPI_COMM_WORLD);
@@ -529,8 +556,8 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     goto done;
   }
   const double tol = EP_REAL_TOL;
-  const int64_t n_checked = o->check_tokens < plan.tokens_per_rank ? o->check_tokens
-                                                                   : plan.tokens_per_rank;
+  const int64_t n_checked =
+      o->check_tokens < plan.tokens_per_rank ? o->check_tokens : plan.tokens_per_rank;
 
   if (o->dump_path) {
     if ((rc = agree_rc(dump_output(o->dump_path, out, plan.tokens_per_rank, shape.hidden, rank,
@@ -580,8 +607,10 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
       } else {
         putchar('\n');
         ep_summary_print(s, &plan, &summary, stdout);
-        const ep_provenance prov = {.tool = "epsim-real", .backend = backend,
-                                    .scenario_path = o->scenario_path, .argc = argc,
+        const ep_provenance prov = {.tool = "epsim-real",
+                                    .backend = backend,
+                                    .scenario_path = o->scenario_path,
+                                    .argc = argc,
                                     .argv = argv};
         if ((st = ep_output_write(o->out_dir, &prov, s, &plan, all)) != EP_OK) {
           ep_log_error("writing outputs to %s failed: %s", o->out_dir, ep_status_str(st));
@@ -623,8 +652,10 @@ int main(int argc, char **argv)
           MPI_SUCCESS ||
       MPI_Comm_size(node, &n_local) != MPI_SUCCESS ||
       MPI_Comm_rank(node, &local_rank) != MPI_SUCCESS || MPI_Comm_free(&node) != MPI_SUCCESS) {
-    fprintf(stderr, "epsim-real: error: rank %d: MPI setup (MPI_Comm_set_errhandler, "
-                    "MPI_Comm_rank/size, MPI_Comm_split_type) failed\n", rank);
+    fprintf(stderr,
+            "epsim-real: error: rank %d: MPI setup (MPI_Comm_set_errhandler, "
+            "MPI_Comm_rank/size, MPI_Comm_split_type) failed\n",
+            rank);
     MPI_Abort(MPI_COMM_WORLD, EXIT_INTERNAL);
     return EXIT_INTERNAL;
   }
@@ -647,7 +678,8 @@ int main(int argc, char **argv)
   /* Every rank loads the scenario; only rank 0 reports problems. */
   ep_scenario scenario;
   FILE *sink = loud ? stderr : fopen("/dev/null", "w");
-  ep_status st = ep_scenario_load(o.scenario_path, o.sets, o.n_sets, &scenario, sink ? sink : stderr);
+  ep_status st =
+      ep_scenario_load(o.scenario_path, o.sets, o.n_sets, &scenario, sink ? sink : stderr);
   if (sink && sink != stderr)
     fclose(sink);
   if (st != EP_OK) {

@@ -8,9 +8,15 @@ int64_t ep_dtype_token_bytes(ep_dtype dtype, int32_t hidden)
   return (int64_t)hidden * 2;
 }
 
-const char *ep_dtype_name(ep_dtype dtype) { return dtype == EP_DTYPE_FP8 ? "fp8" : "bf16"; }
+const char *ep_dtype_name(ep_dtype dtype)
+{
+  return dtype == EP_DTYPE_FP8 ? "fp8" : "bf16";
+}
 
-static double element_bytes(ep_dtype dtype) { return dtype == EP_DTYPE_FP8 ? 1.0 : 2.0; }
+static double element_bytes(ep_dtype dtype)
+{
+  return dtype == EP_DTYPE_FP8 ? 1.0 : 2.0;
+}
 
 /* One SwiGLU expert's roofline terms for n tokens: FLOPs and HBM bytes. */
 static void swiglu_terms(const ep_expert_shape *shape, int64_t n_tokens, double *flops,

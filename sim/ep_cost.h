@@ -23,7 +23,10 @@ typedef struct ep_gemm_cost_params {
 /* Defaults: DeepGEMM's grouped FP8 GEMM reaches 1214-1346 of 1979 TFLOPS on
  * H800 (0.61-0.68, shared/research/data/deepgemm_grouped.csv); HBM reaches about
  * 0.8 of peak in streaming kernels. */
-#define EP_GEMM_COST_PARAMS_INIT {0.65, 0.80, 5.0}
+#define EP_GEMM_COST_PARAMS_INIT                                                                   \
+  {                                                                                                \
+    0.65, 0.80, 5.0                                                                                \
+  }
 
 typedef struct ep_expert_shape {
   int32_t hidden;

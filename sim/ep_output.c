@@ -14,7 +14,10 @@
 
 #include "ep_config.h"
 
-static double phase_us(const ep_timing *t) { return t->end_us - t->start_us; }
+static double phase_us(const ep_timing *t)
+{
+  return t->end_us - t->start_us;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -140,13 +143,14 @@ void ep_summary_print(const ep_scenario *scenario, const ep_plan *plan, const ep
                       FILE *out)
 {
   const ep_cluster *c = &scenario->cluster;
-  fprintf(out, "model %s: %d experts, top-%d, hidden %d, intermediate %d, dispatch %s, combine %s\n",
-          scenario->model.name, (int)scenario->model.n_experts, (int)scenario->model.top_k,
-          (int)scenario->model.hidden, (int)scenario->model.moe_intermediate,
-          ep_dtype_name(scenario->model.dispatch_dtype),
-          ep_dtype_name(scenario->model.combine_dtype));
-  fprintf(out, "cluster %s: %d x %d %s, NVLink %.0f GB/s, NIC %.0f GB/s; EP%d, %" PRId64
-               " tokens/GPU, seed %" PRIu64 "\n\n",
+  fprintf(
+      out, "model %s: %d experts, top-%d, hidden %d, intermediate %d, dispatch %s, combine %s\n",
+      scenario->model.name, (int)scenario->model.n_experts, (int)scenario->model.top_k,
+      (int)scenario->model.hidden, (int)scenario->model.moe_intermediate,
+      ep_dtype_name(scenario->model.dispatch_dtype), ep_dtype_name(scenario->model.combine_dtype));
+  fprintf(out,
+          "cluster %s: %d x %d %s, NVLink %.0f GB/s, NIC %.0f GB/s; EP%d, %" PRId64
+          " tokens/GPU, seed %" PRIu64 "\n\n",
           c->preset[0] ? c->preset : "explicit", (int)c->n_nodes, (int)c->gpus_per_node,
           c->gpu->name, c->nvlink_GBps, c->nic_GBps, (int)plan->n_ranks, plan->tokens_per_rank,
           scenario->routing.seed);
@@ -163,8 +167,9 @@ void ep_summary_print(const ep_scenario *scenario, const ep_plan *plan, const ep
   for (int i = 0; i < 2; i++)
     fprintf(out, "%-12s %12.1f %12.1f %9.1f %s\n", names[i], s->algbw_GBps[i], s->busbw_GBps[i],
             s->bottleneck_GBps[i], s->bottleneck_link[i]);
-  fprintf(out, "\nload imbalance (max/mean token copies per GPU) %.3f, dropped %" PRId64 " of %" PRId64
-               " copies (%.2f%%)\n",
+  fprintf(out,
+          "\nload imbalance (max/mean token copies per GPU) %.3f, dropped %" PRId64 " of %" PRId64
+          " copies (%.2f%%)\n",
           s->load_imbalance, plan->n_dropped, plan->n_routed, 100.0 * s->drop_rate);
 }
 
@@ -273,8 +278,10 @@ static void write_csv(FILE *f, const ep_provenance *prov, const ep_scenario *sce
     const int64_t *disp = plan->dispatch_bytes_src_dst, *comb = plan->combine_bytes_src_dst;
     const int64_t tokens[EP_PHASE_COUNT] = {plan->tokens_recv_rank[r], plan->tokens_recv_rank[r],
                                             plan->tokens_recv_rank[r]};
-    const int64_t send[EP_PHASE_COUNT] = {row_sum_remote(disp, n, r), 0, row_sum_remote(comb, n, r)};
-    const int64_t recv[EP_PHASE_COUNT] = {col_sum_remote(disp, n, r), 0, col_sum_remote(comb, n, r)};
+    const int64_t send[EP_PHASE_COUNT] = {row_sum_remote(disp, n, r), 0,
+                                          row_sum_remote(comb, n, r)};
+    const int64_t recv[EP_PHASE_COUNT] = {col_sum_remote(disp, n, r), 0,
+                                          col_sum_remote(comb, n, r)};
     for (int p = 0; p < EP_PHASE_COUNT; p++) {
       const ep_timing *t = &timelines[r].phase[p];
       fprintf(f, "%d,%d,%s,%.3f,%.3f,%.3f,%" PRId64 ",%" PRId64 ",%" PRId64 "\n", (int)r, node,
@@ -366,7 +373,8 @@ ep_status ep_output_write(const char *dir, const ep_provenance *prov, const ep_s
 
   int np = snprintf(png.final_path, sizeof png.final_path, "%s/phases.png", dir);
   int nt = snprintf(png.tmp_path, sizeof png.tmp_path, "%s/.phases.png.tmp", dir);
-  if (np < 0 || nt < 0 || (size_t)np >= sizeof png.final_path || (size_t)nt >= sizeof png.tmp_path) {
+  if (np < 0 || nt < 0 || (size_t)np >= sizeof png.final_path ||
+      (size_t)nt >= sizeof png.tmp_path) {
     st = EP_ERR_INVALID;
     goto fail_trace;
   }

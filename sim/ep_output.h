@@ -12,8 +12,8 @@
 
 /* Provenance written as '#' lines at the top of results.csv. */
 typedef struct ep_provenance {
-  const char *tool;          /* "epsim" or "epsim-real" */
-  const char *backend;       /* "simgrid/pair", "simgrid/port", "nccl", "cpu" ... */
+  const char *tool;    /* "epsim" or "epsim-real" */
+  const char *backend; /* "simgrid/pair", "simgrid/port", "nccl", "cpu" ... */
   const char *scenario_path;
   int argc;
   char **argv;
@@ -25,10 +25,10 @@ typedef struct ep_phase_stats {
 
 typedef struct ep_summary {
   ep_phase_stats phase[EP_PHASE_COUNT];
-  double layer_us;              /* max over ranks of combine end */
-  double tokens_per_s_per_gpu;  /* tokens_per_rank / layer time */
-  double load_imbalance;        /* max / mean copies computed per rank */
-  double drop_rate;             /* dropped / routed copies */
+  double layer_us;             /* max over ranks of combine end */
+  double tokens_per_s_per_gpu; /* tokens_per_rank / layer time */
+  double load_imbalance;       /* max / mean copies computed per rank */
+  double drop_rate;            /* dropped / routed copies */
   /* Bandwidths per all-to-all, over its makespan (max end - min start), GB/s = 1e9 B/s:
    * algbw = mean bytes per rank, local copies included, / makespan and
    * busbw = algbw * (n-1)/n, as nccl-tests defines them for all-to-all;
@@ -36,7 +36,7 @@ typedef struct ep_summary {
    * either direction, with the largest bytes / port bandwidth) / makespan, as
    * DeepEP's normal kernels report. */
   double algbw_GBps[2], busbw_GBps[2], bottleneck_GBps[2]; /* [0] dispatch, [1] combine */
-  const char *bottleneck_link[2]; /* "NVLink" or "NIC" */
+  const char *bottleneck_link[2];                          /* "NVLink" or "NIC" */
 } ep_summary;
 
 ep_status ep_summary_compute(const ep_scenario *scenario, const ep_plan *plan,

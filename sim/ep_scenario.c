@@ -20,13 +20,36 @@ static const char *const ep__sec_names[S_COUNT] = {"model",    "cluster", "paral
 static const char *const ep__sec_list = "model, cluster, parallel, workload, policy, sim";
 
 typedef enum {
-  K_NAME, K_N_EXPERTS, K_TOP_K, K_HIDDEN, K_MOE_INTERMEDIATE, K_N_SHARED, K_DISPATCH_DTYPE,
+  K_NAME,
+  K_N_EXPERTS,
+  K_TOP_K,
+  K_HIDDEN,
+  K_MOE_INTERMEDIATE,
+  K_N_SHARED,
+  K_DISPATCH_DTYPE,
   K_COMBINE_DTYPE,
-  K_PRESET, K_NODES, K_RACKS, K_GPU, K_GPUS_PER_NODE, K_NVLINK_GBPS, K_NVLINK_LAT, K_NIC_GBPS,
-  K_NIC_LAT, K_FABRIC,
-  K_EP, K_TP, K_DP, K_PLACEMENT,
-  K_TOKENS, K_ROUTING, K_ZIPF, K_HOT_EXPERTS, K_HOT_SHARE, K_SEED,
-  K_CAPACITY, K_DISPATCH,
+  K_PRESET,
+  K_NODES,
+  K_RACKS,
+  K_GPU,
+  K_GPUS_PER_NODE,
+  K_NVLINK_GBPS,
+  K_NVLINK_LAT,
+  K_NIC_GBPS,
+  K_NIC_LAT,
+  K_FABRIC,
+  K_EP,
+  K_TP,
+  K_DP,
+  K_PLACEMENT,
+  K_TOKENS,
+  K_ROUTING,
+  K_ZIPF,
+  K_HOT_EXPERTS,
+  K_HOT_SHARE,
+  K_SEED,
+  K_CAPACITY,
+  K_DISPATCH,
   K_FLOWS,
   K_COUNT
 } ep__key;
@@ -37,13 +60,13 @@ typedef struct ep__keydef {
   ep__sec sec;
   const char *name;
   ep__type type;
-  int64_t imin, imax;           /* T_INT bounds, inclusive */
-  double dmin, dmax;            /* T_NUM bounds */
-  unsigned char dmin_open;      /* T_NUM: dmin itself is invalid */
-  unsigned char dmax_open;      /* T_NUM: dmax itself is invalid */
-  unsigned char none_ok;        /* T_NUM: the word none is accepted too */
-  const char *const *enums;     /* T_ENUM: NULL-terminated, index = C enum value */
-  const char *valid;            /* shown after "valid:" (T_ENUM and T_GPU build theirs) */
+  int64_t imin, imax;       /* T_INT bounds, inclusive */
+  double dmin, dmax;        /* T_NUM bounds */
+  unsigned char dmin_open;  /* T_NUM: dmin itself is invalid */
+  unsigned char dmax_open;  /* T_NUM: dmax itself is invalid */
+  unsigned char none_ok;    /* T_NUM: the word none is accepted too */
+  const char *const *enums; /* T_ENUM: NULL-terminated, index = C enum value */
+  const char *valid;        /* shown after "valid:" (T_ENUM and T_GPU build theirs) */
 } ep__keydef;
 
 /* Name lengths fit ep_model_cfg.name. */
@@ -62,10 +85,18 @@ _Static_assert(EP_ROUTING_UNIFORM == 0 && EP_ROUTING_ZIPF == 1 && EP_ROUTING_HOT
                "routing order");
 _Static_assert(EP_FLOWS_AUTO == 0 && EP_FLOWS_PAIR == 1 && EP_FLOWS_PORT == 2, "flows order");
 
-#define EP__INT(s, n, lo, hi, v) {s, n, T_INT, lo, hi, 0, 0, 0, 0, 0, NULL, v}
-#define EP__NUM(s, n, lo, lo_open, hi, hi_open, none, v) \
-  {s, n, T_NUM, 0, 0, lo, hi, lo_open, hi_open, none, NULL, v}
-#define EP__ENUM(s, n, e) {s, n, T_ENUM, 0, 0, 0, 0, 0, 0, 0, e, NULL}
+#define EP__INT(s, n, lo, hi, v)                                                                   \
+  {                                                                                                \
+    s, n, T_INT, lo, hi, 0, 0, 0, 0, 0, NULL, v                                                    \
+  }
+#define EP__NUM(s, n, lo, lo_open, hi, hi_open, none, v)                                           \
+  {                                                                                                \
+    s, n, T_NUM, 0, 0, lo, hi, lo_open, hi_open, none, NULL, v                                     \
+  }
+#define EP__ENUM(s, n, e)                                                                          \
+  {                                                                                                \
+    s, n, T_ENUM, 0, 0, 0, 0, 0, 0, 0, e, NULL                                                     \
+  }
 
 /* Integer caps are far above any published model or cluster and keep derived
  * counts (tokens_per_gpu * ep * top_k, nodes * gpus_per_node) inside int64 and
@@ -100,8 +131,8 @@ static const ep__keydef ep__keys[K_COUNT] = {
     [K_HOT_SHARE] = EP__NUM(S_WORKLOAD, "hot_share", 0, 1, 1, 1, 0, "number in (0, 1)"),
     [K_SEED] = {S_WORKLOAD, "seed", T_U64, 0, 0, 0, 0, 0, 0, 0, NULL,
                 "integer 0..18446744073709551615"},
-    [K_CAPACITY] = EP__NUM(S_POLICY, "capacity_factor", 0, 1, HUGE_VAL, 1, 1,
-                           "none or a number > 0"),
+    [K_CAPACITY] =
+        EP__NUM(S_POLICY, "capacity_factor", 0, 1, HUGE_VAL, 1, 1, "none or a number > 0"),
     [K_DISPATCH] = EP__ENUM(S_POLICY, "dispatch", ep__dispatches),
     [K_FLOWS] = EP__ENUM(S_SIM, "flows", ep__flows),
 };
@@ -159,9 +190,8 @@ static ep__pos ep__mark_pos(const ep__ctx *c, yaml_mark_t m)
 }
 
 /* Records "src:line:col: key: message (valid: valid)". */
-__attribute__((format(printf, 5, 6))) static void ep__error(ep__ctx *c, ep__pos pos,
-                                                            const char *key, const char *valid,
-                                                            const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static void
+ep__error(ep__ctx *c, ep__pos pos, const char *key, const char *valid, const char *fmt, ...)
 {
   char msg[512];
   va_list ap;
@@ -300,7 +330,7 @@ static void ep__sec_keys(ep__sec sec, char *buf, size_t n)
 
 static ep__vkind ep__node_kind(const yaml_node_t *node)
 {
-  return node->type == YAML_MAPPING_NODE   ? V_MAPPING
+  return node->type == YAML_MAPPING_NODE    ? V_MAPPING
          : node->type == YAML_SEQUENCE_NODE ? V_SEQUENCE
                                             : V_SCALAR;
 }
@@ -377,8 +407,8 @@ static void ep__walk(ep__ctx *c, yaml_document_t *doc)
     c->no_root = 1;
     return;
   }
-  for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
-       pair < root->data.mapping.pairs.top; pair++) {
+  for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
+       pair++) {
     yaml_node_t *kn = yaml_document_get_node(doc, pair->key);
     yaml_node_t *vn = yaml_document_get_node(doc, pair->value);
     if (!kn || !vn)
@@ -399,8 +429,8 @@ static void ep__walk(ep__ctx *c, yaml_document_t *doc)
       continue;
     }
     if (c->sec[s].present) {
-      ep__error(c, kpos, ep__sec_names[s], "each section once", "duplicate section, first given at %d:%d",
-                c->sec[s].pos.line, c->sec[s].pos.col);
+      ep__error(c, kpos, ep__sec_names[s], "each section once",
+                "duplicate section, first given at %d:%d", c->sec[s].pos.line, c->sec[s].pos.col);
       continue;
     }
     c->sec[s].present = 1;
@@ -469,7 +499,8 @@ static void ep__apply_override(ep__ctx *c, const char *ov, int index)
 
 /* ---- typed values ---- */
 
-/* A plain decimal integer: optional sign, then digits only. 0 ok, ERANGE on overflow, else EINVAL. */
+/* A plain decimal integer: optional sign, then digits only. 0 ok, ERANGE on overflow, else EINVAL.
+ */
 static int ep__parse_i64(const char *s, int64_t *out)
 {
   const char *p = s + (*s == '+' || *s == '-');
@@ -705,7 +736,7 @@ static int ep__resolve_cluster(ep__ctx *c, ep_cluster *cl)
                 "racks needs preset: gb200-nvl72");
       ok = 0;
     }
-    static const ep__key need[] = {K_GPU,         K_GPUS_PER_NODE, K_NODES,       K_NVLINK_GBPS,
+    static const ep__key need[] = {K_GPU,        K_GPUS_PER_NODE, K_NODES,  K_NVLINK_GBPS,
                                    K_NVLINK_LAT, K_NIC_GBPS,      K_NIC_LAT};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
       if (!key[need[i]].present) {
@@ -769,8 +800,7 @@ static void ep__check(ep__ctx *c, ep_scenario *sc)
   if (EP__OK(K_TOP_K) && EP__OK(K_N_EXPERTS) && key[K_TOP_K].i > key[K_N_EXPERTS].i) {
     snprintf(valid, sizeof valid, "integer 1..%" PRId64, key[K_N_EXPERTS].i);
     ep__error(c, key[K_TOP_K].key_pos, ep__dotted(K_TOP_K, dotted, sizeof dotted), valid,
-              "top_k %" PRId64 " exceeds n_experts %" PRId64, key[K_TOP_K].i,
-              key[K_N_EXPERTS].i);
+              "top_k %" PRId64 " exceeds n_experts %" PRId64, key[K_TOP_K].i, key[K_N_EXPERTS].i);
   }
 
   int cluster_ok = ep__resolve_cluster(c, &sc->cluster);
@@ -781,8 +811,7 @@ static void ep__check(ep__ctx *c, ep_scenario *sc)
               "ep %" PRId64 " exceeds the cluster's %" PRId64 " GPUs", key[K_EP].i, n_gpus);
   }
   if (EP__OK(K_EP) && EP__OK(K_N_EXPERTS) && key[K_N_EXPERTS].i % key[K_EP].i != 0) {
-    ep__divisors(key[K_N_EXPERTS].i, cluster_ok ? n_gpus : key[K_N_EXPERTS].i, valid,
-                 sizeof valid);
+    ep__divisors(key[K_N_EXPERTS].i, cluster_ok ? n_gpus : key[K_N_EXPERTS].i, valid, sizeof valid);
     ep__error(c, key[K_EP].key_pos, ep__dotted(K_EP, dotted, sizeof dotted), valid,
               "n_experts %" PRId64 " is not divisible by ep %" PRId64, key[K_N_EXPERTS].i,
               key[K_EP].i);
@@ -794,8 +823,8 @@ static void ep__check(ep__ctx *c, ep_scenario *sc)
     static const struct {
       ep__key k;
       int kind;
-    } only[] = {{K_ZIPF, EP_ROUTING_ZIPF}, {K_HOT_EXPERTS, EP_ROUTING_HOT},
-                {K_HOT_SHARE, EP_ROUTING_HOT}};
+    } only[] = {
+        {K_ZIPF, EP_ROUTING_ZIPF}, {K_HOT_EXPERTS, EP_ROUTING_HOT}, {K_HOT_SHARE, EP_ROUTING_HOT}};
     for (size_t i = 0; i < sizeof only / sizeof only[0]; i++) {
       if (key[only[i].k].present && routing != only[i].kind) {
         snprintf(valid, sizeof valid, "routing: %s", ep__routings[only[i].kind]);
@@ -809,8 +838,7 @@ static void ep__check(ep__ctx *c, ep_scenario *sc)
       ep__require(c, K_HOT_SHARE, " with routing: hot");
     }
   }
-  if (EP__OK(K_HOT_EXPERTS) && EP__OK(K_N_EXPERTS) &&
-      key[K_HOT_EXPERTS].i >= key[K_N_EXPERTS].i) {
+  if (EP__OK(K_HOT_EXPERTS) && EP__OK(K_N_EXPERTS) && key[K_HOT_EXPERTS].i >= key[K_N_EXPERTS].i) {
     snprintf(valid, sizeof valid, "integer 1..%" PRId64, key[K_N_EXPERTS].i - 1);
     ep__error(c, key[K_HOT_EXPERTS].key_pos, ep__dotted(K_HOT_EXPERTS, dotted, sizeof dotted),
               valid, "hot_experts %" PRId64 " must be below n_experts %" PRId64,
@@ -829,13 +857,13 @@ static void ep__fill(const ep__ctx *c, ep_scenario *sc)
   m->hidden = (int32_t)key[K_HIDDEN].i;
   m->moe_intermediate = (int32_t)key[K_MOE_INTERMEDIATE].i;
   m->n_shared_experts = key[K_N_SHARED].present ? (int32_t)key[K_N_SHARED].i : 0;
-  m->dispatch_dtype = key[K_DISPATCH_DTYPE].present ? (ep_dtype)key[K_DISPATCH_DTYPE].e
-                                                    : EP_DTYPE_BF16;
-  m->combine_dtype = key[K_COMBINE_DTYPE].present ? (ep_dtype)key[K_COMBINE_DTYPE].e
-                                                  : EP_DTYPE_BF16;
+  m->dispatch_dtype =
+      key[K_DISPATCH_DTYPE].present ? (ep_dtype)key[K_DISPATCH_DTYPE].e : EP_DTYPE_BF16;
+  m->combine_dtype =
+      key[K_COMBINE_DTYPE].present ? (ep_dtype)key[K_COMBINE_DTYPE].e : EP_DTYPE_BF16;
   sc->ep = (int32_t)key[K_EP].i;
-  sc->placement = key[K_PLACEMENT].present ? (ep_placement_kind)key[K_PLACEMENT].e
-                                           : EP_PLACEMENT_CONTIGUOUS;
+  sc->placement =
+      key[K_PLACEMENT].present ? (ep_placement_kind)key[K_PLACEMENT].e : EP_PLACEMENT_CONTIGUOUS;
   sc->tokens_per_gpu = key[K_TOKENS].i;
   ep_routing_cfg routing = EP_ROUTING_CFG_INIT;
   if (key[K_ROUTING].present)

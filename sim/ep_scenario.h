@@ -39,14 +39,14 @@ typedef enum {
 typedef struct ep_scenario {
   ep_model_cfg model;
   ep_cluster cluster;
-  int32_t ep;                 /* EP ranks = GPUs used (the first ep GPUs) */
+  int32_t ep; /* EP ranks = GPUs used (the first ep GPUs) */
   ep_placement_kind placement;
   int64_t tokens_per_gpu;
-  ep_routing_cfg routing;     /* includes the seed */
-  double capacity_factor;     /* <= 0: none */
+  ep_routing_cfg routing; /* includes the seed */
+  double capacity_factor; /* <= 0: none */
   ep_dispatch_kind dispatch;
   ep_flow_mode flows;
-  uint64_t content_hash;      /* FNV-1a of the file bytes and the overrides */
+  uint64_t content_hash; /* FNV-1a of the file bytes and the overrides */
 } ep_scenario;
 
 /* Loads and validates path, then applies overrides ("section.key=value", as

@@ -78,12 +78,12 @@ typedef struct sg_comm_phase {
   struct sg_ctx *ctx;
   sg_flow *flows;
   int64_t n_flows;
-  sg_task *tasks;        /* grouped by the rank that starts them */
+  sg_task *tasks; /* grouped by the rank that starts them */
   int64_t n_tasks;
-  int64_t *first_task;   /* [n_ranks + 1] rank r starts tasks[first_task[r] .. first_task[r+1]) */
-  int64_t *involving;    /* [n_ranks] flows rank r waits for (constant) */
-  int64_t *pending;      /* [n_ranks] of those, still running */
-  sg_mailbox_t *mbox;    /* [n_ranks] pair flows' receive mailboxes */
+  int64_t *first_task; /* [n_ranks + 1] rank r starts tasks[first_task[r] .. first_task[r+1]) */
+  int64_t *involving;  /* [n_ranks] flows rank r waits for (constant) */
+  int64_t *pending;    /* [n_ranks] of those, still running */
+  sg_mailbox_t *mbox;  /* [n_ranks] pair flows' receive mailboxes */
 } sg_comm_phase;
 
 typedef struct sg_rank_arg {
@@ -95,19 +95,22 @@ typedef struct sg_ctx {
   const ep_plan *plan;
   int32_t n_ranks;
   sg_comm_phase comm[SG_N_COMM];
-  double *expert_us;     /* [n_ranks] */
-  sg_host_t *gpu_host;   /* [n_ranks] */
-  sg_sem_t *done_sem;    /* [n_ranks] released when a rank's pending count hits 0 */
-  sg_bar_t barrier;      /* before combine */
-  int *passed_barrier;   /* [n_ranks] */
-  int *finished;         /* [n_ranks] rank actor returned */
+  double *expert_us;   /* [n_ranks] */
+  sg_host_t *gpu_host; /* [n_ranks] */
+  sg_sem_t *done_sem;  /* [n_ranks] released when a rank's pending count hits 0 */
+  sg_bar_t barrier;    /* before combine */
+  int *passed_barrier; /* [n_ranks] */
+  int *finished;       /* [n_ranks] rank actor returned */
   sg_rank_arg *rank_args;
   ep_status *rank_status;
   ep_status flow_status; /* first failure inside a helper */
   ep_rank_timeline *timelines;
 } sg_ctx;
 
-static double now_us(void) { return simgrid_get_clock() * 1e6; }
+static double now_us(void)
+{
+  return simgrid_get_clock() * 1e6;
+}
 
 static void count_off(sg_comm_phase *ph, int32_t rank, int64_t n_flows)
 {
@@ -393,8 +396,7 @@ static ep_status comm_phase_build(sg_ctx *ctx, sg_comm_phase *ph, const int64_t 
       }
       const int64_t n_in = ph->pending[s];
       for (int64_t i = 0; i < n_in; i += SG_MAX_PENDING)
-        add_task(ph, SG_TASK_GET, s, 0,
-                 n_in - i < SG_MAX_PENDING ? n_in - i : SG_MAX_PENDING);
+        add_task(ph, SG_TASK_GET, s, 0, n_in - i < SG_MAX_PENDING ? n_in - i : SG_MAX_PENDING);
       ph->involving[s] += n_in;
     } else {
       int64_t nvl_out = 0, nvl_in = 0, nic_out = 0, nic_in = 0;
@@ -599,10 +601,10 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
       st = EP_ERR_BACKEND;
       goto done;
     }
-  if ((st = comm_phase_build(&ctx, &ctx.comm[SG_DISPATCH], plan->dispatch_bytes_src_dst,
-                             cfg->flows, gpn, nvsw, fab, "dispatch")) != EP_OK ||
-      (st = comm_phase_build(&ctx, &ctx.comm[SG_COMBINE], plan->combine_bytes_src_dst,
-                             cfg->flows, gpn, nvsw, fab, "combine")) != EP_OK)
+  if ((st = comm_phase_build(&ctx, &ctx.comm[SG_DISPATCH], plan->dispatch_bytes_src_dst, cfg->flows,
+                             gpn, nvsw, fab, "dispatch")) != EP_OK ||
+      (st = comm_phase_build(&ctx, &ctx.comm[SG_COMBINE], plan->combine_bytes_src_dst, cfg->flows,
+                             gpn, nvsw, fab, "combine")) != EP_OK)
     goto done;
   for (int32_t r = 0; r < n; r++)
     if (!(ctx.done_sem[r] = sg_sem_init(0))) {

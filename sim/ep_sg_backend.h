@@ -9,7 +9,7 @@
 #include "ep_scenario.h"
 
 typedef struct ep_sim_cfg {
-  ep_flow_mode flows;            /* never EP_FLOWS_AUTO here: resolve it first */
+  ep_flow_mode flows; /* never EP_FLOWS_AUTO here: resolve it first */
   ep_gemm_cost_params gemm;
   const char *platform_xml_path; /* where to write the generated platform */
 } ep_sim_cfg;

@@ -202,8 +202,9 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "check")) {
     ep_scenario scenario;
     ep_status st = ep_scenario_load(path, sets, n_sets, &scenario, stderr);
-    rc = st == EP_OK ? EXIT_OK : (st == EP_ERR_PARSE || st == EP_ERR_IO) ? EXIT_BAD_INPUT
-                                                                         : EXIT_INTERNAL;
+    rc = st == EP_OK                               ? EXIT_OK
+         : (st == EP_ERR_PARSE || st == EP_ERR_IO) ? EXIT_BAD_INPUT
+                                                   : EXIT_INTERNAL;
     if (rc == EXIT_OK)
       print_check(path, &scenario);
   } else {

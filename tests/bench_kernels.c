@@ -108,8 +108,8 @@ static void emit(const bench_out *out, const char *kernel, const char *shape, co
   printf("%-14s %-34s %-16s %10.1f %10.1f %8.3f %8.1f %8.0f\n", kernel, shape, impl, time_us,
          floor_us, ratio, tflops, gbps);
   if (out->csv)
-    fprintf(out->csv, "%s,%s,%s,%.3f,%.3f,%.4f,%.2f,%.1f\n", kernel, shape, impl, time_us,
-            floor_us, ratio, tflops, gbps);
+    fprintf(out->csv, "%s,%s,%s,%.3f,%.3f,%.4f,%.2f,%.1f\n", kernel, shape, impl, time_us, floor_us,
+            ratio, tflops, gbps);
   fflush(stdout);
 }
 
@@ -187,8 +187,10 @@ static ep_status bench_router(ep_moe_cuda *ctx, const bench_opts *o, const bench
   ep_bf16 *d_x = NULL, *d_w = NULL;
   float *d_bias = NULL, *d_logits = NULL, *d_scores = NULL, *d_weights = NULL;
   int32_t *d_ex = NULL;
-  float *h_scores = malloc(sizeof(float) * (size_t)(T * E)), *h_bias = malloc(sizeof(float) * (size_t)E);
-  int32_t *g_ex = malloc(sizeof(int32_t) * (size_t)(T * K)), *r_ex = malloc(sizeof(int32_t) * (size_t)(T * K));
+  float *h_scores = malloc(sizeof(float) * (size_t)(T * E)),
+        *h_bias = malloc(sizeof(float) * (size_t)E);
+  int32_t *g_ex = malloc(sizeof(int32_t) * (size_t)(T * K)),
+          *r_ex = malloc(sizeof(int32_t) * (size_t)(T * K));
   if (!h_scores || !h_bias || !g_ex || !r_ex) {
     st = EP_ERR_NOMEM;
     goto fail;
@@ -209,14 +211,14 @@ static ep_status bench_router(ep_moe_cuda *ctx, const bench_opts *o, const bench
     const ep_moe_router_cfg *cfg = c == 0 ? &softmax_cfg : &dsv3;
     const float *bias = c == 0 ? NULL : d_bias;
     char shape[96];
-    snprintf(shape, sizeof shape, "T=%lld H=%d E=%d k=%d %s", (long long)T, (int)H, (int)E,
-             (int)K, c == 0 ? "softmax" : "sigmoid-g8/4-bias");
+    snprintf(shape, sizeof shape, "T=%lld H=%d E=%d k=%d %s", (long long)T, (int)H, (int)E, (int)K,
+             c == 0 ? "softmax" : "sigmoid-g8/4-bias");
     /* Check: selection from the GPU's own scores equals the reference. */
-    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, EP_MOE_DTYPE_BF16, d_x, d_w, bias, d_logits,
-                              d_scores, d_ex, d_weights));
+    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, EP_MOE_DTYPE_BF16, d_x, d_w, bias, d_logits, d_scores,
+                              d_ex, d_weights));
     EP_TRY(ep_moe_cuda_sync(ctx));
-    EP_CUDA_TRY(cudaMemcpy(h_scores, d_scores, sizeof(float) * (size_t)(T * E),
-                           cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(
+        cudaMemcpy(h_scores, d_scores, sizeof(float) * (size_t)(T * E), cudaMemcpyDeviceToHost));
     EP_CUDA_TRY(cudaMemcpy(g_ex, d_ex, sizeof(int32_t) * (size_t)(T * K), cudaMemcpyDeviceToHost));
     EP_TRY(ep_moe_router_topk_ref(cfg, T, h_scores, c == 0 ? NULL : h_bias, r_ex, NULL));
     if (memcmp(g_ex, r_ex, sizeof(int32_t) * (size_t)(T * K)) != 0) {
@@ -302,9 +304,11 @@ static ep_status check_moves(const move_arg *a, const int32_t *h_slot, const flo
   ep_status st = EP_OK;
   const int32_t H = a->hidden, K = a->top_k, nsb = H / EP_MOE_FP8_BLOCK;
   ep_bf16 *xr = malloc(sizeof(ep_bf16) * (size_t)H), *row = malloc(sizeof(ep_bf16) * (size_t)H);
-  ep_bf16 *yk = malloc(sizeof(ep_bf16) * (size_t)K * H), *outr = malloc(sizeof(ep_bf16) * (size_t)H);
+  ep_bf16 *yk = malloc(sizeof(ep_bf16) * (size_t)K * H),
+          *outr = malloc(sizeof(ep_bf16) * (size_t)H);
   ep_fp8 *qr = malloc((size_t)H), *qg = malloc((size_t)H);
-  float *sr = malloc(sizeof(float) * (size_t)(nsb ? nsb : 1)), *sg = malloc(sizeof(float) * (size_t)(nsb ? nsb : 1));
+  float *sr = malloc(sizeof(float) * (size_t)(nsb ? nsb : 1)),
+        *sg = malloc(sizeof(float) * (size_t)(nsb ? nsb : 1));
   int32_t local_slot[EP_MOE_MAX_TOP_K];
   if (!xr || !row || !yk || !outr || !qr || !qg || !sr || !sg) {
     st = EP_ERR_NOMEM;
@@ -329,16 +333,16 @@ static ep_status check_moves(const move_arg *a, const int32_t *h_slot, const flo
       }
       if (memcmp(row, xr, sizeof(ep_bf16) * (size_t)H) ||
           (fp8 && (memcmp(qg, qr, (size_t)H) || memcmp(sg, sr, sizeof(float) * (size_t)nsb)))) {
-        ep_log_error("bench permute: token %lld copy %d differs from the reference",
-                     (long long)t, (int)j);
+        ep_log_error("bench permute: token %lld copy %d differs from the reference", (long long)t,
+                     (int)j);
         st = EP_ERR_BACKEND;
         goto fail;
       }
       regen_row(yk + (int64_t)j * H, 12, s, H, -2.0f, 2.0f);
     }
     EP_TRY(ep_moe_combine_ref(1, K, H, K, yk, local_slot, h_w + t * K, outr));
-    EP_CUDA_TRY(cudaMemcpy(row, a->out + t * H, sizeof(ep_bf16) * (size_t)H,
-                           cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(
+        cudaMemcpy(row, a->out + t * H, sizeof(ep_bf16) * (size_t)H, cudaMemcpyDeviceToHost));
     double err = 0.0, scale = 0.0;
     for (int32_t i = 0; i < H; i++) {
       err = fmax(err, fabs((double)ep_bf16_to_f32(row[i]) - ep_bf16_to_f32(outr[i])));
@@ -368,7 +372,8 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
   const int64_t T = o->tokens, C = T * o->top_k;
   const int32_t H = o->hidden, K = o->top_k, E = o->router_experts;
   const int fp8 = H % EP_MOE_FP8_BLOCK == 0;
-  int32_t *h_ex = malloc(sizeof(int32_t) * (size_t)C), *h_slot = malloc(sizeof(int32_t) * (size_t)C);
+  int32_t *h_ex = malloc(sizeof(int32_t) * (size_t)C),
+          *h_slot = malloc(sizeof(int32_t) * (size_t)C);
   float *h_w = malloc(sizeof(float) * (size_t)C);
   move_arg a;
   memset(&a, 0, sizeof a);
@@ -408,12 +413,13 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
   EP_CUDA_TRY(cudaMalloc((void **)&a.x_perm, sizeof(ep_bf16) * (size_t)(C * H)));
   EP_CUDA_TRY(cudaMalloc((void **)&a.out, sizeof(ep_bf16) * (size_t)(T * H)));
   EP_CUDA_TRY(cudaMalloc((void **)&a.q, (size_t)(C * H)));
-  EP_CUDA_TRY(cudaMalloc((void **)&a.scales, sizeof(float) * (size_t)(C * (H / EP_MOE_FP8_BLOCK + 1))));
+  EP_CUDA_TRY(
+      cudaMalloc((void **)&a.scales, sizeof(float) * (size_t)(C * (H / EP_MOE_FP8_BLOCK + 1))));
   /* On the context's stream, which does not wait for the legacy default stream
    * (a plain cudaMemcpy from pageable memory may return before its DMA is done). */
   cudaStream_t stream = (cudaStream_t)ep_moe_cuda_stream(ctx);
-  EP_CUDA_TRY(cudaMemcpyAsync(d_ex, h_ex, sizeof(int32_t) * (size_t)C, cudaMemcpyHostToDevice,
-                              stream));
+  EP_CUDA_TRY(
+      cudaMemcpyAsync(d_ex, h_ex, sizeof(int32_t) * (size_t)C, cudaMemcpyHostToDevice, stream));
   EP_CUDA_TRY(cudaMemcpyAsync(d_w, h_w, sizeof(float) * (size_t)C, cudaMemcpyHostToDevice, stream));
   a.experts = d_ex;
   a.weights = d_w;
@@ -422,7 +428,8 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
 
   /* Layout, checked exactly against the reference. */
   {
-    int32_t *r_counts = malloc(sizeof(int32_t) * (size_t)E), *r_off = malloc(sizeof(int32_t) * (size_t)(E + 1));
+    int32_t *r_counts = malloc(sizeof(int32_t) * (size_t)E),
+            *r_off = malloc(sizeof(int32_t) * (size_t)(E + 1));
     int32_t *r_slot = malloc(sizeof(int32_t) * (size_t)C);
     int ok = r_counts && r_off && r_slot;
     if (ok) {
@@ -566,8 +573,10 @@ static ep_status bench_ffn(ep_moe_cuda *ctx, const bench_opts *o, const bench_ou
   const int64_t n13 = (int64_t)2 * I * H, n2 = (int64_t)H * I;
   const float b13 = 2.0f / sqrtf((float)H), b2 = 2.0f / sqrtf((float)I);
   ep_bf16 *d_x = NULL, *d_w13 = NULL, *d_w2 = NULL, *d_y = NULL;
-  ep_bf16 *w13_first = malloc(sizeof(ep_bf16) * (size_t)n13), *w2_first = malloc(sizeof(ep_bf16) * (size_t)n2);
-  ep_bf16 *w13_last = malloc(sizeof(ep_bf16) * (size_t)n13), *w2_last = malloc(sizeof(ep_bf16) * (size_t)n2);
+  ep_bf16 *w13_first = malloc(sizeof(ep_bf16) * (size_t)n13),
+          *w2_first = malloc(sizeof(ep_bf16) * (size_t)n2);
+  ep_bf16 *w13_last = malloc(sizeof(ep_bf16) * (size_t)n13),
+          *w2_last = malloc(sizeof(ep_bf16) * (size_t)n2);
   int32_t *counts = malloc(sizeof(int32_t) * (size_t)max_e);
   if (!w13_first || !w2_first || !w13_last || !w2_last || !counts) {
     st = EP_ERR_NOMEM;
@@ -587,9 +596,11 @@ static ep_status bench_ffn(ep_moe_cuda *ctx, const bench_opts *o, const bench_ou
   for (int li = 0; li < o->n_local; li++) {
     const int32_t E = o->local_experts[li];
     for (int64_t i = 0; i < n13; i++)
-      w13_last[i] = ep_f32_to_bf16(ep_moe_uniform_at(SEED_W13, (uint64_t)((E - 1) * n13 + i), -b13, b13));
+      w13_last[i] =
+          ep_f32_to_bf16(ep_moe_uniform_at(SEED_W13, (uint64_t)((E - 1) * n13 + i), -b13, b13));
     for (int64_t i = 0; i < n2; i++)
-      w2_last[i] = ep_f32_to_bf16(ep_moe_uniform_at(SEED_W2, (uint64_t)((E - 1) * n2 + i), -b2, b2));
+      w2_last[i] =
+          ep_f32_to_bf16(ep_moe_uniform_at(SEED_W2, (uint64_t)((E - 1) * n2 + i), -b2, b2));
     /* Uniform tokens per expert, then one skewed case (Zipf-like, multiples of 8,
      * same total as 512 per expert); bench_kernels_torch.py builds the same counts. */
     for (int mi = 0; mi <= o->n_tpe; mi++) {
@@ -688,28 +699,46 @@ static int parse_list(const char *s, int32_t *out, int *n)
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: bench_kernels [-d device] [-w warmup] [-n iters] [-t tokens] [-k top_k]\n"
-                  "  [-H hidden] [-I inter] [-E router_experts] [-e 8,32] [-m 8,16,...] [-q] [-o csv]\n");
+  fprintf(stderr,
+          "usage: bench_kernels [-d device] [-w warmup] [-n iters] [-t tokens] [-k top_k]\n"
+          "  [-H hidden] [-I inter] [-E router_experts] [-e 8,32] [-m 8,16,...] [-q] [-o csv]\n");
 }
 
 int main(int argc, char **argv)
 {
-  bench_opts o = {0, 3, 20, 0, 4096, 8, 7168, 2048, 256, {8, 32}, 2,
-                  {8, 16, 32, 64, 128, 256, 512, 1024, 2048}, 9, NULL};
+  bench_opts o = {0,    3,    20,  0,       4096, 8,
+                  7168, 2048, 256, {8, 32}, 2,    {8, 16, 32, 64, 128, 256, 512, 1024, 2048},
+                  9,    NULL};
   bench_out out = {NULL, 0.0};
   ep_moe_cuda *ctx = NULL;
   ep_status st = EP_OK;
   int opt;
   while ((opt = getopt(argc, argv, "d:w:n:t:k:H:I:E:e:m:qo:h")) != -1) {
     switch (opt) {
-    case 'd': o.device = atoi(optarg); break;
-    case 'w': o.warmup = atoi(optarg); break;
-    case 'n': o.iters = atoi(optarg); break;
-    case 't': o.tokens = atoll(optarg); break;
-    case 'k': o.top_k = atoi(optarg); break;
-    case 'H': o.hidden = atoi(optarg); break;
-    case 'I': o.inter = atoi(optarg); break;
-    case 'E': o.router_experts = atoi(optarg); break;
+    case 'd':
+      o.device = atoi(optarg);
+      break;
+    case 'w':
+      o.warmup = atoi(optarg);
+      break;
+    case 'n':
+      o.iters = atoi(optarg);
+      break;
+    case 't':
+      o.tokens = atoll(optarg);
+      break;
+    case 'k':
+      o.top_k = atoi(optarg);
+      break;
+    case 'H':
+      o.hidden = atoi(optarg);
+      break;
+    case 'I':
+      o.inter = atoi(optarg);
+      break;
+    case 'E':
+      o.router_experts = atoi(optarg);
+      break;
     case 'e':
       if (parse_list(optarg, o.local_experts, &o.n_local)) {
         usage();
@@ -722,9 +751,15 @@ int main(int argc, char **argv)
         return 2;
       }
       break;
-    case 'q': o.quick = 1; break;
-    case 'o': o.csv_path = optarg; break;
-    default: usage(); return opt == 'h' ? 0 : 2;
+    case 'q':
+      o.quick = 1;
+      break;
+    case 'o':
+      o.csv_path = optarg;
+      break;
+    default:
+      usage();
+      return opt == 'h' ? 0 : 2;
     }
   }
   if (o.warmup < 0 || o.iters < 1 || o.tokens < 1 || o.top_k < 1 || o.top_k > EP_MOE_MAX_TOP_K ||
@@ -764,8 +799,9 @@ int main(int argc, char **argv)
             cublas_major, cublas_minor, cublas_patch);
     for (int i = 0; i < argc; i++)
       fprintf(out.csv, " %s", argv[i]);
-    fprintf(out.csv, "\n# time_us: median of %d runs after %d warm-up; floor_us: bytes / measured "
-                     "d2d bandwidth (read + write)\n",
+    fprintf(out.csv,
+            "\n# time_us: median of %d runs after %d warm-up; floor_us: bytes / measured "
+            "d2d bandwidth (read + write)\n",
             o.iters, o.warmup);
     fprintf(out.csv, "kernel,shape,impl,time_us,floor_us,ratio_floor,TFLOPs,GBps\n");
   }

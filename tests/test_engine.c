@@ -38,7 +38,8 @@ static ep_status stub_dispatch(void *vctx, const ep_plan *plan, int32_t rank, ep
   if (ctx->fail_phase == EP_PHASE_DISPATCH)
     return EP_ERR_BACKEND;
   out->start_us = 0;
-  out->end_us = rank_bytes(plan->dispatch_bytes_src_dst, plan->n_ranks, rank) / ctx->bw_bytes_per_us;
+  out->end_us =
+      rank_bytes(plan->dispatch_bytes_src_dst, plan->n_ranks, rank) / ctx->bw_bytes_per_us;
   ctx->dispatch_end_us[rank] = out->end_us;
   return EP_OK;
 }
@@ -68,8 +69,8 @@ static ep_status stub_combine(void *vctx, const ep_plan *plan, int32_t rank, ep_
     if (ctx->expert_end_us[r] > barrier)
       barrier = ctx->expert_end_us[r];
   out->start_us = ctx->expert_end_us[rank];
-  out->end_us = barrier + rank_bytes(plan->combine_bytes_src_dst, plan->n_ranks, rank) /
-                              ctx->bw_bytes_per_us;
+  out->end_us =
+      barrier + rank_bytes(plan->combine_bytes_src_dst, plan->n_ranks, rank) / ctx->bw_bytes_per_us;
   return EP_OK;
 }
 

@@ -233,9 +233,9 @@ static void test_router_properties(void)
       {make_cfg(EP_ROUTING_ZIPF, 1.0, 1, 0.5, 5), 5, 1},
       {make_cfg(EP_ROUTING_UNIFORM, 1.0, 1, 0.5, 6), 1, 1},
       {make_cfg(EP_ROUTING_HOT, 1.0, 1, 0.5, 7), 2, 2},
-      {make_cfg(EP_ROUTING_ZIPF, 0.8, 1, 0.5, 8), 40, 24},      /* top_k above 16 */
-      {make_cfg(EP_ROUTING_ZIPF, 1.1, 1, 0.5, 9), 70000, 6},    /* no bit set: sorted path */
-      {make_cfg(EP_ROUTING_HOT, 1.0, 3, 0.97, 10), 70000, 5},   /* ... and its scan */
+      {make_cfg(EP_ROUTING_ZIPF, 0.8, 1, 0.5, 8), 40, 24},    /* top_k above 16 */
+      {make_cfg(EP_ROUTING_ZIPF, 1.1, 1, 0.5, 9), 70000, 6},  /* no bit set: sorted path */
+      {make_cfg(EP_ROUTING_HOT, 1.0, 3, 0.97, 10), 70000, 5}, /* ... and its scan */
   };
   const int64_t first = 123456789;
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -339,8 +339,8 @@ static uint64_t ref_next(uint64_t *state)
 
 /* One token the slow way: n_experts Gumbel draws, full sort by logit, softmax of the
  * top_k logits. */
-static void ref_route(const double *log_p, int32_t n, int32_t k, uint64_t *state,
-                      double *logit, int32_t *order, int32_t *ex, double *w)
+static void ref_route(const double *log_p, int32_t n, int32_t k, uint64_t *state, double *logit,
+                      int32_t *order, int32_t *ex, double *w)
 {
   for (int32_t e = 0; e < n; e++) {
     double u = ((double)(ref_next(state) >> 11) + 0.5) / 9007199254740992.0;
@@ -419,8 +419,8 @@ static void test_router_statistics(ep_routing_cfg cfg, int32_t n, int32_t k, int
     double va = wstat[4 * j + 1] / nt - ma * ma, vb = wstat[4 * j + 3] / nt - mb * mb;
     double sigma = sqrt((va + vb) / nt);
     if (!(fabs(ma - mb) <= 5.0 * sigma + 1e-7)) {
-      fprintf(stderr, "position %d: mean weight %.6f vs reference %.6f (sigma %.2e)\n",
-              (int)j, ma, mb, sigma);
+      fprintf(stderr, "position %d: mean weight %.6f vs reference %.6f (sigma %.2e)\n", (int)j, ma,
+              mb, sigma);
       bad_w++;
     }
   }

@@ -124,8 +124,9 @@ static double rows_rel_err_f32(const float *a, const float *b, int64_t rows, int
   for (int64_t r = 0; r < rows; r++) {
     double err = 0.0, scale = 0.0;
     for (int64_t i = 0; i < cols; i++) {
-      err = (a[r * cols + i] == a[r * cols + i]) ? fmax(err, fabs((double)a[r * cols + i] - b[r * cols + i]))
-                                                 : INFINITY;
+      err = (a[r * cols + i] == a[r * cols + i])
+                ? fmax(err, fabs((double)a[r * cols + i] - b[r * cols + i]))
+                : INFINITY;
       scale = fmax(scale, fabs((double)b[r * cols + i]));
     }
     worst = fmax(worst, scale > 0.0 ? err / scale : err);
@@ -255,8 +256,8 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
     EP_TRY(poison(ctx, d_scores, sizeof(float) * (size_t)(T * E), poisons[pass]));
     EP_TRY(poison(ctx, d_ex, sizeof(int32_t) * (size_t)(T * K), poisons[pass]));
     EP_TRY(poison(ctx, d_weights, sizeof(float) * (size_t)(T * K), poisons[pass]));
-    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, dtype, d_x, d_w, with_bias ? d_bias : NULL,
-                              d_logits, d_scores, d_ex, d_weights));
+    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, dtype, d_x, d_w, with_bias ? d_bias : NULL, d_logits,
+                              d_scores, d_ex, d_weights));
     EP_TRY(download(ctx, g_logits, d_logits, sizeof(float) * (size_t)(T * E)));
     EP_TRY(download(ctx, g_scores, d_scores, sizeof(float) * (size_t)(T * E)));
     EP_TRY(download(ctx, g_ex, d_ex, sizeof(int32_t) * (size_t)(T * K)));
@@ -274,16 +275,16 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
     CHECK_EQ_INT(count_diff_i32(g_ex, r_ex, T * K, "router experts"), 0);
     CHECK(elem_rel_err_f32(g_w, r_w, T * K) <= 1e-6);
     if (pass == 0)
-      printf("router E=%d k=%d groups %d/%d %s %s%s: logits err %.1e, scores err %.1e\n",
-             (int)E, (int)K, (int)cfg->topk_groups, (int)cfg->n_groups,
+      printf("router E=%d k=%d groups %d/%d %s %s%s: logits err %.1e, scores err %.1e\n", (int)E,
+             (int)K, (int)cfg->topk_groups, (int)cfg->n_groups,
              cfg->score_fn == EP_MOE_SCORE_SIGMOID ? "sigmoid" : "softmax",
              dtype == EP_MOE_DTYPE_BF16 ? "bf16" : "f32", with_bias ? " bias" : "", logit_err,
              score_err);
   }
   /* Workspace path (no logits or scores out) selects the same experts. */
   EP_TRY(poison(ctx, d_ex, sizeof(int32_t) * (size_t)(T * K), 0xff));
-  EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, dtype, d_x, d_w, with_bias ? d_bias : NULL, NULL,
-                            NULL, d_ex, NULL));
+  EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, dtype, d_x, d_w, with_bias ? d_bias : NULL, NULL, NULL,
+                            d_ex, NULL));
   EP_TRY(download(ctx, g_ex2, d_ex, sizeof(int32_t) * (size_t)(T * K)));
   CHECK_EQ_INT(count_diff_i32(g_ex2, g_ex, T * K, "router experts (workspace path)"), 0);
   /* Against the all-CPU router only near-ties can differ: reported, not checked. */
@@ -447,7 +448,8 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
   ep_rng_seed(&rng, seed, 0);
   const int64_t C = T * K;
   const int fp8 = H % EP_MOE_FP8_BLOCK == 0;
-  int32_t *ex = host_alloc(sizeof(int32_t) * (size_t)C), *slot = host_alloc(sizeof(int32_t) * (size_t)C);
+  int32_t *ex = host_alloc(sizeof(int32_t) * (size_t)C),
+          *slot = host_alloc(sizeof(int32_t) * (size_t)C);
   int32_t *counts = host_alloc(sizeof(int32_t) * (size_t)E),
           *off = host_alloc(sizeof(int32_t) * (size_t)(E + 1));
   ep_bf16 *x = host_alloc(sizeof(ep_bf16) * (size_t)(T * H));
@@ -652,7 +654,8 @@ static ep_status test_gemm_case(ep_moe_cuda *ctx, ep_moe_gemm_impl impl, int32_t
     rows += counts[e];
   const int64_t n_w13 = (int64_t)E * 2 * I * H, n_w2 = (int64_t)E * H * I;
   ep_bf16 *x = host_alloc(sizeof(ep_bf16) * (size_t)(rows * H));
-  ep_bf16 *w13 = host_alloc(sizeof(ep_bf16) * (size_t)n_w13), *w2 = host_alloc(sizeof(ep_bf16) * (size_t)n_w2);
+  ep_bf16 *w13 = host_alloc(sizeof(ep_bf16) * (size_t)n_w13),
+          *w2 = host_alloc(sizeof(ep_bf16) * (size_t)n_w2);
   ep_bf16 *g_c = host_alloc(sizeof(ep_bf16) * (size_t)(rows * 2 * I)),
           *r_c = host_alloc(sizeof(ep_bf16) * (size_t)(rows * 2 * I));
   ep_bf16 *g_y = host_alloc(sizeof(ep_bf16) * (size_t)(rows * H)),

@@ -80,14 +80,14 @@ static void test_fp8(void)
   CHECK_EQ_INT(ep_f32_to_fp8(1.0f), 0x38);
   CHECK_EQ_INT(ep_f32_to_fp8(-1.0f), 0xb8);
   CHECK_EQ_INT(ep_f32_to_fp8(448.0f), 0x7e);
-  CHECK_EQ_INT(ep_f32_to_fp8(464.0f), 0x7e); /* halfway to 480 (not a value): even */
+  CHECK_EQ_INT(ep_f32_to_fp8(464.0f), 0x7e);  /* halfway to 480 (not a value): even */
   CHECK_EQ_INT(ep_f32_to_fp8(1000.0f), 0x7e); /* saturates */
   CHECK_EQ_INT(ep_f32_to_fp8(-INFINITY), 0xfe);
   CHECK_EQ_INT(ep_f32_to_fp8(NAN), 0x7f);
-  CHECK_EQ_INT(ep_f32_to_fp8(240.0f), 0x77); /* 1.875 * 2^7 */
-  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-6f), 0x08); /* smallest normal */
-  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-9f), 0x01); /* smallest subnormal */
-  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-10f), 0x00); /* half of it: ties to even (0) */
+  CHECK_EQ_INT(ep_f32_to_fp8(240.0f), 0x77);         /* 1.875 * 2^7 */
+  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-6f), 0x08);        /* smallest normal */
+  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-9f), 0x01);        /* smallest subnormal */
+  CHECK_EQ_INT(ep_f32_to_fp8(0x1p-10f), 0x00);       /* half of it: ties to even (0) */
   CHECK_EQ_INT(ep_f32_to_fp8(1.5f * 0x1p-9f), 0x02); /* 1.5 ulp: ties to even (2) */
   CHECK_EQ_INT(ep_f32_to_fp8(-0.0f), 0x80);
   CHECK(ep_fp8_to_f32(0x7e) == 448.0f);
@@ -402,10 +402,10 @@ static void test_layout_random(void)
   int32_t *slot_copy = malloc(sizeof(int32_t) * n), *seen = calloc((size_t)n, sizeof(int32_t));
   int32_t counts[37], offsets[38];
   for (int64_t c = 0; c < n; c++) /* skewed, about 10% dropped, expert 36 never used */
-    ex[c] = (ep_rng_next_u64(&rng) % 10 == 0) ? -1
-                                                : (int32_t)(ep_rng_next_u64(&rng) % 6 == 0
-                                                                ? ep_rng_next_u64(&rng) % 3
-                                                                : ep_rng_next_u64(&rng) % 36);
+    ex[c] = (ep_rng_next_u64(&rng) % 10 == 0)
+                ? -1
+                : (int32_t)(ep_rng_next_u64(&rng) % 6 == 0 ? ep_rng_next_u64(&rng) % 3
+                                                           : ep_rng_next_u64(&rng) % 36);
   CHECK_EQ_INT(ep_moe_layout_ref(n, E, ex, counts, offsets, slot, slot_copy), EP_OK);
   /* Brute force: count, then hand out slots expert by expert in copy order. */
   int bad_counts = 0, bad_slot = 0, bad_inverse = 0, bad_order = 0, bad_range = 0;
@@ -529,10 +529,10 @@ static void test_permute(void)
       row[i] = ep_f32_to_bf16(i == 0 ? 8.0f : (i == 1 ? -2.0f : (i == 2 ? 1.0f : 0.0f)));
     CHECK_EQ_INT(ep_moe_permute_fp8_ref(1, 1, 128, 1, row, one_slot, qq, &s1), EP_OK);
     CHECK(s1 == 8.0f / 448.0f);
-    CHECK_EQ_INT(qq[0], 0x7e);                                  /* 448 */
+    CHECK_EQ_INT(qq[0], 0x7e);                                   /* 448 */
     CHECK_EQ_INT(qq[1], ep_f32_to_fp8(-2.0f / (8.0f / 448.0f))); /* -112 */
-    CHECK_EQ_INT(qq[1], 0xee);                                  /* -1.75 * 2^6 */
-    CHECK_EQ_INT(qq[2], 0x66);                                  /* 56 = 1.75 * 2^5 */
+    CHECK_EQ_INT(qq[1], 0xee);                                   /* -1.75 * 2^6 */
+    CHECK_EQ_INT(qq[2], 0x66);                                   /* 56 = 1.75 * 2^5 */
     CHECK_EQ_INT(qq[3], 0);
   }
   int32_t bad_slot[3] = {0, (int32_t)n_slots, -1};
@@ -660,7 +660,8 @@ static void test_combine(void)
 
   /* Random: against a double sum rounded once. */
   const int64_t T = 40, K = 4, H = 96, S = T * K;
-  ep_bf16 *yr = malloc(sizeof(ep_bf16) * (size_t)(S * H)), *o = malloc(sizeof(ep_bf16) * (size_t)(T * H));
+  ep_bf16 *yr = malloc(sizeof(ep_bf16) * (size_t)(S * H)),
+          *o = malloc(sizeof(ep_bf16) * (size_t)(T * H));
   ep_bf16 *oref = malloc(sizeof(ep_bf16) * (size_t)H);
   int32_t *sl = malloc(sizeof(int32_t) * (size_t)S);
   float *wr = malloc(sizeof(float) * (size_t)S);

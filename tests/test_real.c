@@ -56,12 +56,12 @@ static void check_case(const case_cfg *cc)
   int64_t *counts = malloc(sizeof(int64_t) * (size_t)(n * epr));
   int64_t *from_plan = malloc(sizeof(int64_t) * (size_t)(n * epr));
   for (int32_t r = 0; r < n; r++) {
-    CHECK_EQ_INT(ep_plan_rank_tokens(&plan, router, r, experts + r * n_copies, NULL,
-                                     dest + r * n_copies),
-                 EP_OK);
-    CHECK_EQ_INT(ep_exchange_send_init(&plan, r, experts + r * n_copies, dest + r * n_copies,
-                                       &lay[r]),
-                 EP_OK);
+    CHECK_EQ_INT(
+        ep_plan_rank_tokens(&plan, router, r, experts + r * n_copies, NULL, dest + r * n_copies),
+        EP_OK);
+    CHECK_EQ_INT(
+        ep_exchange_send_init(&plan, r, experts + r * n_copies, dest + r * n_copies, &lay[r]),
+        EP_OK);
   }
   /* The counts exchange, done by hand: rank r receives row r of every sender. */
   for (int32_t r = 0; r < n; r++) {
@@ -74,8 +74,7 @@ static void check_case(const case_cfg *cc)
     CHECK_EQ_INT(ep_exchange_recv_init(&lay[r], counts), EP_OK);
     CHECK_EQ_INT(lay[r].n_recv, plan.tokens_recv_rank[r]);
     for (int32_t s = 0; s < epr; s++)
-      CHECK_EQ_INT(lay[r].expert_counts[s],
-                   plan.tokens_per_expert[pl.expert_of_slot[r * epr + s]]);
+      CHECK_EQ_INT(lay[r].expert_counts[s], plan.tokens_per_expert[pl.expert_of_slot[r * epr + s]]);
   }
   /* Send side vs the plan and the per-copy detail. */
   for (int32_t r = 0; r < n; r++) {
@@ -91,11 +90,13 @@ static void check_case(const case_cfg *cc)
       const int32_t e = experts[r * n_copies + c];
       CHECK_EQ_INT(lay[r].copy_send_row[c], row);
       /* Rows sorted by (dst, slot, copy): a strictly increasing key. */
-      const int64_t key = ((int64_t)pl.rank_of_expert[e] * epr + pl.slot_of_expert[e]) * n_copies + c;
+      const int64_t key =
+          ((int64_t)pl.rank_of_expert[e] * epr + pl.slot_of_expert[e]) * n_copies + c;
       CHECK(key > prev_key);
       prev_key = key;
       CHECK(row >= lay[r].send_displs[pl.rank_of_expert[e]] &&
-            row < lay[r].send_displs[pl.rank_of_expert[e]] + lay[r].send_counts[pl.rank_of_expert[e]]);
+            row < lay[r].send_displs[pl.rank_of_expert[e]] +
+                      lay[r].send_counts[pl.rank_of_expert[e]]);
     }
     for (int64_t c = 0; c < n_copies; c++)
       CHECK((lay[r].copy_send_row[c] < 0) == (dest[r * n_copies + c] < 0));
@@ -127,13 +128,15 @@ static void check_case(const case_cfg *cc)
     for (int32_t src = 0; src < n; src++)
       for (int64_t c = 0; c < n_copies; c++)
         if (dest[src * n_copies + c] == r)
-          want[n_want++] = ((int64_t)pl.slot_of_expert[experts[src * n_copies + c]] * n + src) *
-                               n_copies + c;
+          want[n_want++] =
+              ((int64_t)pl.slot_of_expert[experts[src * n_copies + c]] * n + src) * n_copies + c;
     qsort(want, (size_t)n_want, sizeof *want, cmp_i64);
     CHECK_EQ_INT(n_want, lay[r].n_recv);
     for (int64_t i = 0; i < n_want && i < lay[r].n_recv; i++) {
-      const int64_t got = ((int64_t)pl.slot_of_expert[experts[em[i].src * n_copies + em[i].copy]] * n +
-                           em[i].src) * n_copies + em[i].copy;
+      const int64_t got =
+          ((int64_t)pl.slot_of_expert[experts[em[i].src * n_copies + em[i].copy]] * n + em[i].src) *
+              n_copies +
+          em[i].copy;
       CHECK_EQ_INT(got, want[i]);
     }
     /* Each expert-major group holds exactly that slot's expert. */
@@ -229,9 +232,9 @@ static void check_data(void)
   CHECK_EQ_INT(out_of_bound, 0);
   CHECK(distinct > (int)n13 / 2);
   /* The GPU fill regenerates the same values from the published seeds. */
-  CHECK_EQ_INT(a[17], ep_f32_to_bf16(ep_moe_uniform_at(ep_real_w13_seed(&s1, 3), 17,
-                                                       -ep_real_w13_bound(&s1),
-                                                       ep_real_w13_bound(&s1))));
+  CHECK_EQ_INT(a[17],
+               ep_f32_to_bf16(ep_moe_uniform_at(ep_real_w13_seed(&s1, 3), 17,
+                                                -ep_real_w13_bound(&s1), ep_real_w13_bound(&s1))));
   ep_real_expert_fill(&s1, 4, b, db);
   CHECK(memcmp(a, b, sizeof(ep_bf16) * n13) != 0);
   s2 = s1;
@@ -287,8 +290,8 @@ int main(void)
       {1, 8, 2, 64, 0.0, EP_PLACEMENT_CONTIGUOUS, EP_ROUTING_UNIFORM},
       {2, 8, 2, 50, 0.0, EP_PLACEMENT_ROUND_ROBIN, EP_ROUTING_UNIFORM},
       {4, 8, 2, 64, 0.0, EP_PLACEMENT_CONTIGUOUS, EP_ROUTING_HOT},
-      {4, 16, 4, 33, 1.0, EP_PLACEMENT_ROUND_ROBIN, EP_ROUTING_HOT},  /* drops */
-      {8, 32, 8, 40, 0.5, EP_PLACEMENT_CONTIGUOUS, EP_ROUTING_ZIPF},  /* many drops */
+      {4, 16, 4, 33, 1.0, EP_PLACEMENT_ROUND_ROBIN, EP_ROUTING_HOT}, /* drops */
+      {8, 32, 8, 40, 0.5, EP_PLACEMENT_CONTIGUOUS, EP_ROUTING_ZIPF}, /* many drops */
       {3, 3, 1, 7, 0.0, EP_PLACEMENT_CONTIGUOUS, EP_ROUTING_UNIFORM},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

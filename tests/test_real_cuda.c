@@ -48,7 +48,8 @@ static void check_fp8_rows(int64_t n_rows, int32_t hidden, uint64_t seed)
   ep_bf16 *d_out = to_device(NULL, sizeof(ep_bf16) * nq);
   CHECK(d_q && d_sc && d_slot && d_out);
   if (d_q && d_sc && d_slot && d_out) {
-    CHECK_EQ_INT(ep_real_cuda_fp8_to_bf16_rows(NULL, n_rows, hidden, d_q, d_sc, d_slot, d_out), EP_OK);
+    CHECK_EQ_INT(ep_real_cuda_fp8_to_bf16_rows(NULL, n_rows, hidden, d_q, d_sc, d_slot, d_out),
+                 EP_OK);
     CHECK_EQ_INT(cudaDeviceSynchronize(), cudaSuccess);
     CHECK_EQ_INT(cudaMemcpy(got, d_out, sizeof(ep_bf16) * nq, cudaMemcpyDeviceToHost), cudaSuccess);
     int64_t diff = 0;
@@ -91,9 +92,11 @@ static void check_sums(int64_t n, uint64_t seed)
     CHECK_EQ_INT(ep_real_cuda_accumulate_bf16(NULL, n, d_a2, d_acc, 0), EP_OK);
     CHECK_EQ_INT(ep_real_cuda_add_bf16_f32(NULL, n, d_a, d_acc, d_out), EP_OK);
     CHECK_EQ_INT(cudaDeviceSynchronize(), cudaSuccess);
-    CHECK_EQ_INT(cudaMemcpy(got, d_acc, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost), cudaSuccess);
+    CHECK_EQ_INT(cudaMemcpy(got, d_acc, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost),
+                 cudaSuccess);
     CHECK(memcmp(got, acc, sizeof(float) * (size_t)n) == 0);
-    CHECK_EQ_INT(cudaMemcpy(got, d_out, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost), cudaSuccess);
+    CHECK_EQ_INT(cudaMemcpy(got, d_out, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost),
+                 cudaSuccess);
     CHECK(memcmp(got, out, sizeof(float) * (size_t)n) == 0);
   }
   cudaFree(d_a);

@@ -75,8 +75,8 @@ static void check_has_line(const loaded *l, const char *expected, int line)
     snprintf(want, sizeof want, "%s\n", expected);
   else
     snprintf(want, sizeof want, "%s:%s\n", l->path, expected);
-  int found = l->err && strstr(l->err, want) && (strstr(l->err, want) == l->err ||
-                                                 strstr(l->err, want)[-1] == '\n');
+  int found = l->err && strstr(l->err, want) &&
+              (strstr(l->err, want) == l->err || strstr(l->err, want)[-1] == '\n');
   if (!found)
     fprintf(stderr, "test_scenario.c:%d: expected line:\n  %s got:\n%s", line, want,
             l->err ? l->err : "(nothing)\n");
@@ -102,22 +102,22 @@ static void expect_one(const char *text, const char *const *ov, int n_ov, const 
 
 /* A valid scenario in four pieces with fixed line numbers:
  * model 1-6, cluster 7-9, parallel 10-11, workload 12-13. */
-#define MODEL                \
-  "model:\n"                 \
-  "  name: test\n"           \
-  "  n_experts: 16\n"        \
-  "  top_k: 2\n"             \
-  "  hidden: 1024\n"         \
+#define MODEL                                                                                      \
+  "model:\n"                                                                                       \
+  "  name: test\n"                                                                                 \
+  "  n_experts: 16\n"                                                                              \
+  "  top_k: 2\n"                                                                                   \
+  "  hidden: 1024\n"                                                                               \
   "  moe_intermediate: 512\n"
-#define CLUSTER          \
-  "cluster:\n"           \
-  "  preset: hgx-h100\n" \
+#define CLUSTER                                                                                    \
+  "cluster:\n"                                                                                     \
+  "  preset: hgx-h100\n"                                                                           \
   "  nodes: 2\n"
-#define PARALLEL  \
-  "parallel:\n"   \
+#define PARALLEL                                                                                   \
+  "parallel:\n"                                                                                    \
   "  ep: 16\n"
-#define WORKLOAD  \
-  "workload:\n"   \
+#define WORKLOAD                                                                                   \
+  "workload:\n"                                                                                    \
   "  tokens_per_gpu: 128\n"
 #define BASE MODEL CLUSTER PARALLEL WORKLOAD
 /* The base without its workload section (workload is then written at line 12). */
@@ -393,9 +393,10 @@ static void test_structure_errors(void)
              "14:1: parallel: duplicate section, first given at 10:1 (valid: each section once)");
   EXPECT_ONE(MODEL CLUSTER WORKLOAD,
              "1:1: parallel: missing required section (valid: ep, tp, dp, placement)");
-  EXPECT_ONE("model:\n  name: test\n  n_experts: 16\n  hidden: 1024\n  moe_intermediate: 512\n"
-             CLUSTER PARALLEL WORKLOAD,
-             "1:1: model.top_k: missing required key (valid: integer 1..n_experts)");
+  EXPECT_ONE(
+      "model:\n  name: test\n  n_experts: 16\n  hidden: 1024\n  moe_intermediate: 512\n" CLUSTER
+          PARALLEL WORKLOAD,
+      "1:1: model.top_k: missing required key (valid: integer 1..n_experts)");
   EXPECT_ONE(HEAD "workload:\n  seed: 3\n",
              "12:1: workload.tokens_per_gpu: missing required key (valid: integer 1..16777216)");
   EXPECT_ONE(HEAD "workload: [1, 2]\n",
@@ -501,11 +502,12 @@ static void test_type_errors(void)
              "10:11: cluster.fabric: unknown value 'fat_tree' (valid: nonblocking)");
 
   /* Strings. */
-  EXPECT_ONE("model:\n  name: " /* 64 bytes */
-             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl\n"
-             "  n_experts: 16\n  top_k: 2\n  hidden: 1024\n  moe_intermediate: 512\n" CLUSTER
-                 PARALLEL WORKLOAD,
-             "2:9: model.name: too long: 64 bytes (valid: string of 1..63 bytes)");
+  EXPECT_ONE(
+      "model:\n  name: " /* 64 bytes */
+      "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl\n"
+      "  n_experts: 16\n  top_k: 2\n  hidden: 1024\n  moe_intermediate: 512\n" CLUSTER PARALLEL
+          WORKLOAD,
+      "2:9: model.name: too long: 64 bytes (valid: string of 1..63 bytes)");
   EXPECT_ONE("model:\n  name: ''\n  n_experts: 16\n  top_k: 2\n  hidden: 1024\n"
              "  moe_intermediate: 512\n" CLUSTER PARALLEL WORKLOAD,
              "2:9: model.name: missing value (valid: string of 1..63 bytes)");
@@ -567,8 +569,7 @@ static void test_layout_errors(void)
   CHECK(cat != NULL && n_cat > 0);
   list[0] = '\0';
   for (int32_t i = 0; cat && i < n_cat; i++)
-    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-             cat[i].name);
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", cat[i].name);
   snprintf(want, sizeof want, "10:8: cluster.gpu: unknown GPU 'A100' (valid: %s)", list);
   EXPECT_ONE(MODEL CLUSTER "  gpu: A100\n" PARALLEL WORKLOAD, want);
 
@@ -638,8 +639,12 @@ static void test_all_errors_reported(void)
 
 static void test_overrides(void)
 {
-  const char *ov1[] = {"workload.seed=7", "model.top_k=4", "parallel.placement=round_robin",
-                       "policy.capacity_factor=1.25", "sim.flows=pair", "workload.seed=9"};
+  const char *ov1[] = {"workload.seed=7",
+                       "model.top_k=4",
+                       "parallel.placement=round_robin",
+                       "policy.capacity_factor=1.25",
+                       "sim.flows=pair",
+                       "workload.seed=9"};
   loaded l = load_text(BASE, ov1, 6);
   CHECK_EQ_INT(l.st, EP_OK);
   CHECK_EQ_INT(l.err_lines, 0);

@@ -17,7 +17,7 @@
 #ifndef CLOSED_FORM_TOL
 #define CLOSED_FORM_TOL 1e-3 /* closed forms within 0.1 % */
 #endif
-#define PAIR_PORT_TOL 1e-2   /* pair vs port flows on skewed traffic: 1 % */
+#define PAIR_PORT_TOL 1e-2 /* pair vs port flows on skewed traffic: 1 % */
 
 static const char *case_name = "";
 static int n_runs;
@@ -272,7 +272,10 @@ static double max_duration(const ep_rank_timeline *tl, int32_t n, ep_phase p)
   return m;
 }
 
-static double us_of(int64_t bytes, double GBps) { return (double)bytes / (GBps * 1e3); }
+static double us_of(int64_t bytes, double GBps)
+{
+  return (double)bytes / (GBps * 1e3);
+}
 
 /* Busiest-port time of rank r for a [n*n] matrix: max over its NVLink and NIC,
  * egress and ingress, of latency + bytes / bandwidth (0 without traffic). */
@@ -305,8 +308,8 @@ static double expert_ref_us(const ep_scenario *sc, const ep_plan *p, int32_t r)
   int64_t tokens[64];
   for (int32_t s = 0; s < epr && s < 64; s++)
     tokens[s] = p->tokens_per_expert[p->placement.expert_of_slot[r * epr + s]];
-  return ep_expert_phase_us(&gemm, sc->cluster.gpu, &shape, tokens, epr,
-                            sc->model.n_shared_experts, sc->tokens_per_gpu);
+  return ep_expert_phase_us(&gemm, sc->cluster.gpu, &shape, tokens, epr, sc->model.n_shared_experts,
+                            sc->tokens_per_gpu);
 }
 
 /* ---- cases ---- */
@@ -438,8 +441,7 @@ static void expert_and_barrier(ep_flow_mode mode)
   for (int32_t r = 0; r < n; r++) {
     const double gemm = expert_ref_us(&sc, &plan, r);
     CHECK_REL(phase_us(&tl[r], EP_PHASE_EXPERT), gemm, 1e-9);
-    CHECK_REL(tl[r].phase[EP_PHASE_EXPERT].start_us, tl[r].phase[EP_PHASE_DISPATCH].end_us,
-              1e-12);
+    CHECK_REL(tl[r].phase[EP_PHASE_EXPERT].start_us, tl[r].phase[EP_PHASE_DISPATCH].end_us, 1e-12);
     if (disp + gemm > slowest) {
       slowest = disp + gemm;
       slowest_rank = r;
@@ -448,8 +450,7 @@ static void expert_and_barrier(ep_flow_mode mode)
   CHECK_EQ_INT(slowest_rank, 2);
   for (int32_t r = 0; r < n; r++) {
     /* The combine phase begins at the rank's own expert end ... */
-    CHECK_REL(tl[r].phase[EP_PHASE_COMBINE].start_us, tl[r].phase[EP_PHASE_EXPERT].end_us,
-              1e-12);
+    CHECK_REL(tl[r].phase[EP_PHASE_COMBINE].start_us, tl[r].phase[EP_PHASE_EXPERT].end_us, 1e-12);
     /* ... and its flows start when the straggler arrives. */
     CHECK_REL(tl[r].phase[EP_PHASE_COMBINE].end_us, slowest + comb, CLOSED_FORM_TOL);
     if (r != slowest_rank)
@@ -497,8 +498,8 @@ static void pair_vs_port(const ep_cluster *c, int32_t n, int32_t experts_per_ran
     slowest_phases(pair, n, t_pair);
     slowest_phases(port, n, t_port);
     for (int p = 0; p < EP_PHASE_COUNT; p++) {
-      printf("%s: slowest %s: pair %.3f us, port %.3f us\n", case_name,
-             ep_phase_name((ep_phase)p), t_pair[p], t_port[p]);
+      printf("%s: slowest %s: pair %.3f us, port %.3f us\n", case_name, ep_phase_name((ep_phase)p),
+             t_pair[p], t_port[p]);
       CHECK_REL(t_pair[p], t_port[p], PAIR_PORT_TOL);
     }
     /* Port flows are exact busiest-port times, the dispatch makespan too. */

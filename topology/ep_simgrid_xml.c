@@ -34,8 +34,14 @@ static void emit(xml_writer *w, const char *fmt, ...)
   va_end(ap);
 }
 
-static int valid_positive(double x) { return isfinite(x) && x > 0.0; }
-static int valid_nonnegative(double x) { return isfinite(x) && x >= 0.0; }
+static int valid_positive(double x)
+{
+  return isfinite(x) && x > 0.0;
+}
+static int valid_nonnegative(double x)
+{
+  return isfinite(x) && x >= 0.0;
+}
 
 static void emit_link(xml_writer *w, const char *prefix, int32_t g, double GBps, double lat_us,
                       const char *policy)
@@ -97,8 +103,7 @@ ep_status ep_topology_write_simgrid_xml(const ep_cluster *cluster, int32_t n_gpu
   if (n_gpus <= 0 || (int64_t)n_gpus > (int64_t)cluster->n_nodes * cluster->gpus_per_node)
     return EP_ERR_INVALID;
   if (!valid_positive(cluster->nvlink_GBps) || !valid_positive(cluster->nic_GBps) ||
-      !valid_nonnegative(cluster->nvlink_latency_us) ||
-      !valid_nonnegative(cluster->nic_latency_us))
+      !valid_nonnegative(cluster->nvlink_latency_us) || !valid_nonnegative(cluster->nic_latency_us))
     return EP_ERR_INVALID;
 
   const int32_t gpn = cluster->gpus_per_node;
@@ -106,10 +111,11 @@ ep_status ep_topology_write_simgrid_xml(const ep_cluster *cluster, int32_t n_gpu
   const int multi_node = n_nodes > 1;
   xml_writer w = {out, 1};
 
-  emit(&w, "<?xml version='1.0'?>\n"
-           "<!DOCTYPE platform SYSTEM \"https://simgrid.org/simgrid.dtd\">\n"
-           "<!-- epsim: %d GPUs of %s (%s), %d per NVLink domain -->\n"
-           "<platform version=\"4.1\">\n",
+  emit(&w,
+       "<?xml version='1.0'?>\n"
+       "<!DOCTYPE platform SYSTEM \"https://simgrid.org/simgrid.dtd\">\n"
+       "<!-- epsim: %d GPUs of %s (%s), %d per NVLink domain -->\n"
+       "<platform version=\"4.1\">\n",
        (int)n_gpus, cluster->preset[0] ? cluster->preset : "explicit cluster", cluster->gpu->name,
        (int)gpn);
   if (!multi_node) {

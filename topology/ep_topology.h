@@ -14,15 +14,15 @@
 #include "ep_status.h"
 
 typedef struct ep_gpu_spec {
-  const char *name;        /* "H100", "H800", "H200", "B200", "GB200" */
+  const char *name; /* "H100", "H800", "H200", "B200", "GB200" */
   double bf16_dense_tflops;
   double fp8_dense_tflops;
-  double hbm_GBps;         /* HBM bandwidth, GB/s (1e9 B/s) */
-  double hbm_GB;           /* HBM capacity, GB */
-  double nvlink_GBps;      /* NVLink per direction */
+  double hbm_GBps;    /* HBM bandwidth, GB/s (1e9 B/s) */
+  double hbm_GB;      /* HBM capacity, GB */
+  double nvlink_GBps; /* NVLink per direction */
   int32_t nvlink_domain_gpus;
-  double nic_GBps;         /* scale-out NIC per GPU, per direction */
-  const char *source;      /* where the numbers come from */
+  double nic_GBps;    /* scale-out NIC per GPU, per direction */
+  const char *source; /* where the numbers come from */
 } ep_gpu_spec;
 
 /* Case-insensitive lookup; NULL when unknown. */
@@ -33,9 +33,9 @@ const ep_gpu_spec *ep_gpu_catalog(int32_t *n);
 typedef enum { EP_FABRIC_NONBLOCKING } ep_fabric_kind;
 
 typedef struct ep_cluster {
-  char preset[32];         /* "" for an explicit description */
-  const ep_gpu_spec *gpu;  /* catalog entry, never NULL once valid */
-  int32_t n_nodes;         /* NVLink domains */
+  char preset[32];        /* "" for an explicit description */
+  const ep_gpu_spec *gpu; /* catalog entry, never NULL once valid */
+  int32_t n_nodes;        /* NVLink domains */
   int32_t gpus_per_node;
   double nvlink_GBps;
   double nvlink_latency_us;
@@ -51,8 +51,14 @@ extern const char *const ep_cluster_preset_names[];
  * EP_ERR_INVALID for an unknown name. */
 ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out);
 
-static inline int32_t ep_cluster_n_gpus(const ep_cluster *c) { return c->n_nodes * c->gpus_per_node; }
-static inline int32_t ep_cluster_node_of(const ep_cluster *c, int32_t gpu) { return gpu / c->gpus_per_node; }
+static inline int32_t ep_cluster_n_gpus(const ep_cluster *c)
+{
+  return c->n_nodes * c->gpus_per_node;
+}
+static inline int32_t ep_cluster_node_of(const ep_cluster *c, int32_t gpu)
+{
+  return gpu / c->gpus_per_node;
+}
 
 /* Writes a SimGrid 3.32 platform (XML, version 4.1) for the first n_gpus GPUs
  * of the cluster. Hosts are "gpu-<g>". Each node zone "node-<k>" holds its
