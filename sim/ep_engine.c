@@ -25,15 +25,25 @@ ep_status ep_engine_run_rank(const ep_backend_ops *ops, void *ctx, const ep_plan
     return EP_ERR_INVALID;
   ep_status (*const steps[EP_PHASE_COUNT])(void *, const ep_plan *, int32_t, ep_timing *) = {
       ops->dispatch, ops->expert_compute, ops->combine};
-  for (int p = 0; p < EP_PHASE_COUNT; p++) {
+  for (int p = 0; p < EP_PHASE_COUNT; p++)
     if (!steps[p])
       return EP_ERR_INVALID;
-    ep_status st = steps[p](ctx, plan, rank, &out->phase[p]);
+  ep_status st = ops->begin ? ops->begin(ctx, plan, rank) : EP_OK;
+  if (st != EP_OK) {
+    ep_log_error("%s backend: begin failed on rank %d: %s", ops->name, (int)rank,
+                 ep_status_str(st));
+    return st;
+  }
+  for (int p = 0; p < EP_PHASE_COUNT; p++) {
+    st = steps[p](ctx, plan, rank, &out->phase[p]);
     if (st != EP_OK) {
       ep_log_error("%s backend: %s failed on rank %d: %s", ops->name, ep_phase_name((ep_phase)p),
                    (int)rank, ep_status_str(st));
       return st;
     }
   }
-  return EP_OK;
+  st = ops->end ? ops->end(ctx, plan, rank) : EP_OK;
+  if (st != EP_OK)
+    ep_log_error("%s backend: end failed on rank %d: %s", ops->name, (int)rank, ep_status_str(st));
+  return st;
 }

@@ -30,19 +30,27 @@ typedef struct ep_rank_timeline {
   ep_timing phase[EP_PHASE_COUNT];
 } ep_rank_timeline;
 
-/* Each op runs one phase for one rank and fills *out. Ops may block (SimGrid
- * actors, NCCL). A phase starts when the rank's previous phase ended; the
- * all-to-all ops include any wait for peers, as a CUDA-event timing would. */
+/* The backend table. Each phase op runs one phase for one rank and fills *out.
+ * Ops may block (SimGrid actors, NCCL). A phase starts when the rank's previous
+ * phase ended; the all-to-all ops include any wait for peers, as a CUDA-event
+ * timing would. begin, end and output may be NULL (nothing to do):
+ *   begin   before the layer: synchronise the ranks and zero the rank's clock;
+ *   end     after combine: wait for the backend's queued work to finish;
+ *   output  the rank's layer output, copied to the host:
+ *           out: [out] [tokens_per_rank * hidden] float, token order. */
 typedef struct ep_backend_ops {
   const char *name;
+  ep_status (*begin)(void *ctx, const ep_plan *plan, int32_t rank);
   ep_status (*dispatch)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
   ep_status (*expert_compute)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
   ep_status (*combine)(void *ctx, const ep_plan *plan, int32_t rank, ep_timing *out);
+  ep_status (*end)(void *ctx, const ep_plan *plan, int32_t rank);
+  ep_status (*output)(void *ctx, float *out);
   void (*free)(void *ctx);
 } ep_backend_ops;
 
-/* Runs the layer for one rank: the three ops in order, stopping at the first
- * failure. out->phase[] is filled for the phases that ran. */
+/* Runs the layer for one rank: begin, the three phase ops in order, end,
+ * stopping at the first failure. out->phase[] is filled for the phases that ran. */
 ep_status ep_engine_run_rank(const ep_backend_ops *ops, void *ctx, const ep_plan *plan,
                              int32_t rank, ep_rank_timeline *out);
 

@@ -241,7 +241,8 @@ static ep_status sg_combine(void *vctx, const ep_plan *plan, int32_t rank, ep_ti
 }
 
 /* ctx belongs to ep_sim_run, which frees it: no free op. */
-static const ep_backend_ops sg_ops = {"simgrid", sg_dispatch, sg_expert, sg_combine, NULL};
+static const ep_backend_ops sg_ops = {
+    .name = "simgrid", .dispatch = sg_dispatch, .expert_compute = sg_expert, .combine = sg_combine};
 
 static void rank_main(int argc, char **argv)
 {

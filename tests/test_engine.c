@@ -17,7 +17,9 @@ typedef struct stub_ctx {
   double dispatch_end_us[N_RANKS];
   double expert_end_us[N_RANKS];
   int calls[EP_PHASE_COUNT];
-  int fail_phase; /* -1: never */
+  int fail_phase;   /* -1: never */
+  int begins, ends; /* begin/end calls */
+  int fail_begin, fail_end;
 } stub_ctx;
 
 static double rank_bytes(const int64_t *m, int32_t n, int32_t r)
@@ -74,7 +76,30 @@ static ep_status stub_combine(void *vctx, const ep_plan *plan, int32_t rank, ep_
   return EP_OK;
 }
 
-static const ep_backend_ops stub_ops = {"stub", stub_dispatch, stub_expert, stub_combine, NULL};
+static ep_status stub_begin(void *vctx, const ep_plan *plan, int32_t rank)
+{
+  stub_ctx *ctx = vctx;
+  (void)plan;
+  (void)rank;
+  ctx->begins++;
+  return ctx->fail_begin ? EP_ERR_BACKEND : EP_OK;
+}
+
+static ep_status stub_end(void *vctx, const ep_plan *plan, int32_t rank)
+{
+  stub_ctx *ctx = vctx;
+  (void)plan;
+  (void)rank;
+  ctx->ends++;
+  return ctx->fail_end ? EP_ERR_BACKEND : EP_OK;
+}
+
+static const ep_backend_ops stub_ops = {.name = "stub",
+                                        .begin = stub_begin,
+                                        .dispatch = stub_dispatch,
+                                        .expert_compute = stub_expert,
+                                        .combine = stub_combine,
+                                        .end = stub_end};
 
 /* A 4-rank plan, 2 ranks per node, token copies per (src, dst) given by hand. */
 static int64_t tokens[N_RANKS * N_RANKS] = {
@@ -170,6 +195,28 @@ static void test_engine_order_and_errors(void)
   }
   CHECK_EQ_INT(ep_engine_run_rank(&stub_ops, &ctx, &plan, N_RANKS, &tl), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_engine_run_rank(&stub_ops, &ctx, &plan, -1, &tl), EP_ERR_INVALID);
+  /* begin and end wrap the phases; a failing begin runs no phase, a failing end
+   * comes back after all three; without them the phases still run. */
+  {
+    stub_ctx c = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1};
+    CHECK_EQ_INT(ep_engine_run_rank(&stub_ops, &c, &plan, 0, &tl), EP_OK);
+    CHECK_EQ_INT(c.begins, 1);
+    CHECK_EQ_INT(c.ends, 1);
+    stub_ctx b = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1, .fail_begin = 1};
+    CHECK_EQ_INT(ep_engine_run_rank(&stub_ops, &b, &plan, 0, &tl), EP_ERR_BACKEND);
+    CHECK_EQ_INT(b.calls[EP_PHASE_DISPATCH], 0);
+    CHECK_EQ_INT(b.ends, 0);
+    stub_ctx e = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1, .fail_end = 1};
+    CHECK_EQ_INT(ep_engine_run_rank(&stub_ops, &e, &plan, 0, &tl), EP_ERR_BACKEND);
+    CHECK_EQ_INT(e.calls[EP_PHASE_COMBINE], 1);
+    ep_backend_ops bare = stub_ops;
+    bare.begin = NULL;
+    bare.end = NULL;
+    stub_ctx n = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1};
+    CHECK_EQ_INT(ep_engine_run_rank(&bare, &n, &plan, 0, &tl), EP_OK);
+    CHECK_EQ_INT(n.calls[EP_PHASE_COMBINE], 1);
+    CHECK_EQ_INT(n.begins + n.ends, 0);
+  }
   ep_backend_ops missing = stub_ops;
   missing.combine = NULL;
   CHECK_EQ_INT(ep_engine_run_rank(&missing, &ctx, &plan, 0, &tl), EP_ERR_INVALID);
