@@ -68,6 +68,7 @@ _Static_assert(EP_PLACEMENT_CONTIGUOUS == 0 && EP_PLACEMENT_ROUND_ROBIN == 1, "p
 _Static_assert(EP_ROUTING_UNIFORM == 0 && EP_ROUTING_ZIPF == 1 && EP_ROUTING_HOT == 2,
                "routing order");
 _Static_assert(EP_FLOWS_AUTO == 0 && EP_FLOWS_PAIR == 1 && EP_FLOWS_PORT == 2, "flows order");
+_Static_assert(EP_DISPATCH_DIRECT == 0, "dispatch order");
 
 #define EP__INT(s, n, lo, hi, v)                                                                   \
   {                                                                                                \
@@ -260,7 +261,8 @@ static void ep__divisors(int64_t n, int64_t max_d, char *buf, size_t size)
 }
 
 /* The checks across keys (each key's own type and range, and the always
- * required keys, are the reader's); fills sc->cluster. */
+ * required keys, are the reader's); sc holds the defaults (EP_SCENARIO_INIT),
+ * and gets its cluster. */
 static void ep__check(ep_keyfile *kf, ep_scenario *sc)
 {
   const ep_keyfile_value *key = ep_keyfile_values(kf);
@@ -291,7 +293,7 @@ static void ep__check(ep_keyfile *kf, ep_scenario *sc)
 
   /* Routing parameters belong to one routing kind each. */
   if (!key[K_ROUTING].present || key[K_ROUTING].ok) {
-    int routing = key[K_ROUTING].present ? key[K_ROUTING].e : EP_ROUTING_UNIFORM;
+    int routing = key[K_ROUTING].present ? key[K_ROUTING].e : (int)sc->routing.kind;
     static const struct {
       ep__key k;
       int kind;
@@ -318,6 +320,7 @@ static void ep__check(ep_keyfile *kf, ep_scenario *sc)
   }
 }
 
+/* Sets every key given over sc's defaults (EP_SCENARIO_INIT). */
 static void ep__fill(const ep_keyfile_value *key, ep_scenario *sc)
 {
   ep_model_cfg *m = &sc->model;
@@ -327,29 +330,33 @@ static void ep__fill(const ep_keyfile_value *key, ep_scenario *sc)
   m->top_k = (int32_t)key[K_TOP_K].i;
   m->hidden = (int32_t)key[K_HIDDEN].i;
   m->moe_intermediate = (int32_t)key[K_MOE_INTERMEDIATE].i;
-  m->n_shared_experts = key[K_N_SHARED].present ? (int32_t)key[K_N_SHARED].i : 0;
-  m->dispatch_dtype =
-      key[K_DISPATCH_DTYPE].present ? (ep_dtype)key[K_DISPATCH_DTYPE].e : EP_DTYPE_BF16;
-  m->combine_dtype =
-      key[K_COMBINE_DTYPE].present ? (ep_dtype)key[K_COMBINE_DTYPE].e : EP_DTYPE_BF16;
+  if (key[K_N_SHARED].present)
+    m->n_shared_experts = (int32_t)key[K_N_SHARED].i;
+  if (key[K_DISPATCH_DTYPE].present)
+    m->dispatch_dtype = (ep_dtype)key[K_DISPATCH_DTYPE].e;
+  if (key[K_COMBINE_DTYPE].present)
+    m->combine_dtype = (ep_dtype)key[K_COMBINE_DTYPE].e;
   sc->ep = (int32_t)key[K_EP].i;
-  sc->placement =
-      key[K_PLACEMENT].present ? (ep_placement_kind)key[K_PLACEMENT].e : EP_PLACEMENT_CONTIGUOUS;
+  if (key[K_PLACEMENT].present)
+    sc->placement = (ep_placement_kind)key[K_PLACEMENT].e;
   sc->tokens_per_gpu = key[K_TOKENS].i;
-  ep_routing_cfg routing = EP_ROUTING_CFG_INIT;
+  ep_routing_cfg *routing = &sc->routing;
   if (key[K_ROUTING].present)
-    routing.kind = (ep_routing_kind)key[K_ROUTING].e;
+    routing->kind = (ep_routing_kind)key[K_ROUTING].e;
   if (key[K_ZIPF].present)
-    routing.zipf_exponent = key[K_ZIPF].d;
+    routing->zipf_exponent = key[K_ZIPF].d;
   if (key[K_HOT_EXPERTS].present)
-    routing.hot_experts = (int32_t)key[K_HOT_EXPERTS].i;
+    routing->hot_experts = (int32_t)key[K_HOT_EXPERTS].i;
   if (key[K_HOT_SHARE].present)
-    routing.hot_share = key[K_HOT_SHARE].d;
-  routing.seed = key[K_SEED].present ? key[K_SEED].u : 1;
-  sc->routing = routing;
-  sc->capacity_factor = key[K_CAPACITY].present && key[K_CAPACITY].d > 0 ? key[K_CAPACITY].d : 0.0;
-  sc->dispatch = EP_DISPATCH_DIRECT;
-  sc->flows = key[K_FLOWS].present ? (ep_flow_mode)key[K_FLOWS].e : EP_FLOWS_AUTO;
+    routing->hot_share = key[K_HOT_SHARE].d;
+  if (key[K_SEED].present)
+    routing->seed = key[K_SEED].u;
+  if (key[K_CAPACITY].present && !key[K_CAPACITY].none)
+    sc->capacity_factor = key[K_CAPACITY].d;
+  if (key[K_DISPATCH].present)
+    sc->dispatch = (ep_dispatch_kind)key[K_DISPATCH].e;
+  if (key[K_FLOWS].present)
+    sc->flows = (ep_flow_mode)key[K_FLOWS].e;
 }
 
 ep_status ep_scenario_load(const char *path, const char *const *overrides, int n_overrides,
@@ -369,8 +376,7 @@ ep_status ep_scenario_load(const char *path, const char *const *overrides, int n
   ep_status st = ep_keyfile_load(&schema, path, overrides, n_overrides, &kf, err);
   if (st != EP_OK)
     return st;
-  ep_scenario sc;
-  memset(&sc, 0, sizeof sc);
+  ep_scenario sc = EP_SCENARIO_INIT;
   ep__check(kf, &sc);
   st = ep_keyfile_report(kf, err);
   if (st == EP_OK) {

@@ -25,6 +25,13 @@ typedef struct ep_model_cfg {
   ep_dtype combine_dtype;
 } ep_model_cfg;
 
+/* The optional keys' defaults (scenarios/README.md); the required ones are 0. */
+#define EP_MODEL_CFG_INIT                                                                          \
+  {                                                                                                \
+    .name = "", .n_shared_experts = 0, .dispatch_dtype = EP_DTYPE_BF16,                            \
+    .combine_dtype = EP_DTYPE_BF16                                                                 \
+  }
+
 typedef enum { EP_DISPATCH_DIRECT } ep_dispatch_kind;
 
 /* How the SimGrid backend turns the plan into network flows. */
@@ -48,6 +55,15 @@ typedef struct ep_scenario {
   ep_flow_mode flows;
   uint64_t content_hash; /* FNV-1a of the file bytes and the overrides */
 } ep_scenario;
+
+/* Every default of scenarios/README.md; required keys are 0, and the cluster
+ * is filled from its preset or its explicit keys. */
+#define EP_SCENARIO_INIT                                                                           \
+  {                                                                                                \
+    .model = EP_MODEL_CFG_INIT, .cluster = {.fabric = EP_FABRIC_NONBLOCKING},                      \
+    .placement = EP_PLACEMENT_CONTIGUOUS, .routing = EP_ROUTING_CFG_INIT,                          \
+    .capacity_factor = 0.0 /* none */, .dispatch = EP_DISPATCH_DIRECT, .flows = EP_FLOWS_AUTO      \
+  }
 
 /* Loads and validates path, then applies overrides ("section.key=value", as
  * given to --set; NULL when n_overrides is 0). Every problem is printed to err

@@ -247,6 +247,22 @@ static void test_defaults(void)
   CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
   check_preset_cluster(&l.sc.cluster, "hgx-h100", 2);
+
+  /* The loader's defaults are EP_SCENARIO_INIT's. */
+  const ep_scenario init = EP_SCENARIO_INIT;
+  CHECK_EQ_INT(l.sc.model.n_shared_experts, init.model.n_shared_experts);
+  CHECK_EQ_INT(l.sc.model.dispatch_dtype, init.model.dispatch_dtype);
+  CHECK_EQ_INT(l.sc.model.combine_dtype, init.model.combine_dtype);
+  CHECK_EQ_INT(l.sc.cluster.fabric, init.cluster.fabric);
+  CHECK_EQ_INT(l.sc.placement, init.placement);
+  CHECK_EQ_INT(l.sc.routing.kind, init.routing.kind);
+  CHECK(l.sc.routing.zipf_exponent == init.routing.zipf_exponent);
+  CHECK(l.sc.routing.seed == init.routing.seed);
+  CHECK(l.sc.capacity_factor == init.capacity_factor);
+  CHECK_EQ_INT(l.sc.dispatch, init.dispatch);
+  CHECK_EQ_INT(l.sc.flows, init.flows);
+  CHECK(init.model.name[0] == '\0' && init.model.n_experts == 0 && init.ep == 0 &&
+        init.tokens_per_gpu == 0); /* required keys have no default */
   loaded_free(&l);
 
   /* Empty optional sections, comments, flow style and null-free quoting. */
