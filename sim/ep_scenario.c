@@ -183,12 +183,13 @@ static int ep__resolve_cluster(ep_keyfile *kf, const ep_gpu_spec *gpu, ep_cluste
   if (key[K_PRESET].present) {
     if (!key[K_PRESET].ok)
       return 0;
-    const char *preset = ep_cluster_preset_names[key[K_PRESET].e];
-    /* An NVL72 rack is one NVLink domain, so its count is racks; HGX counts nodes. */
-    int racks = strcmp(preset, "gb200-nvl72") == 0;
+    /* The enum index is the preset's row; the row names its count key. */
+    const ep_cluster_preset_desc *row = &ep_cluster_presets(NULL)[key[K_PRESET].e];
+    const char *preset = row->name;
+    int racks = strcmp(row->count_key, ep__keys[K_RACKS].name) == 0;
     ep__key count = racks ? K_RACKS : K_NODES, wrong = racks ? K_NODES : K_RACKS;
     if (key[wrong].present) {
-      ep_keyfile_error_at(kf, wrong, EP_KEYFILE_AT_KEY, racks ? "racks" : "nodes",
+      ep_keyfile_error_at(kf, wrong, EP_KEYFILE_AT_KEY, ep__keys[count].name,
                           "preset %s counts %s, not %s", preset, ep__keys[count].name,
                           ep__keys[wrong].name);
       ok = 0;
@@ -212,8 +213,18 @@ static int ep__resolve_cluster(ep_keyfile *kf, const ep_gpu_spec *gpu, ep_cluste
       cl->gpus_per_node = (int32_t)key[K_GPUS_PER_NODE].i;
   } else {
     if (key[K_RACKS].present) {
-      ep_keyfile_error_at(kf, K_RACKS, EP_KEYFILE_AT_KEY, "nodes",
-                          "racks needs preset: gb200-nvl72");
+      /* The presets whose count key is racks, from the preset table. */
+      char racks_presets[128] = "";
+      int32_t n_presets = 0;
+      const ep_cluster_preset_desc *rows = ep_cluster_presets(&n_presets);
+      for (int32_t i = 0; i < n_presets; i++)
+        if (strcmp(rows[i].count_key, ep__keys[K_RACKS].name) == 0) {
+          const size_t used = strlen(racks_presets);
+          snprintf(racks_presets + used, sizeof racks_presets - used, "%s%s", used ? ", " : "",
+                   rows[i].name);
+        }
+      ep_keyfile_error_at(kf, K_RACKS, EP_KEYFILE_AT_KEY, "nodes", "racks needs preset: %s",
+                          racks_presets);
       ok = 0;
     }
     static const ep__key need[] = {K_GPU,        K_GPUS_PER_NODE, K_NODES,  K_NVLINK_GBPS,

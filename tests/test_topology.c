@@ -97,6 +97,38 @@ static void test_presets(void)
   CHECK_REL(c.nvlink_GBps, 900.0, 1e-12);
   CHECK_REL(c.nic_GBps, 50.0, 1e-12);
 
+  /* The preset table: names in table order, each row with its count key. */
+  int32_t n_rows = 0;
+  const ep_cluster_preset_desc *rows = ep_cluster_presets(&n_rows);
+  CHECK_EQ_INT(n_rows, n_names);
+  CHECK(ep_cluster_presets(NULL) == rows);
+  for (int32_t i = 0; i < n_rows; i++) {
+    CHECK(strcmp(rows[i].name, ep_cluster_preset_names[i]) == 0);
+    CHECK(ep_cluster_preset_find(rows[i].name) == &rows[i]);
+    CHECK(strcmp(rows[i].count_key, "nodes") == 0 || strcmp(rows[i].count_key, "racks") == 0);
+    CHECK(ep_gpu_catalog_find(rows[i].gpu) != NULL);
+    CHECK_EQ_INT(rows[i].fabric, EP_FABRIC_NONBLOCKING);
+  }
+  const ep_cluster_preset_desc *h100 = ep_cluster_preset_find("hgx-h100");
+  const ep_cluster_preset_desc *h800 = ep_cluster_preset_find("HGX-H800");
+  const ep_cluster_preset_desc *nvl72 = ep_cluster_preset_find("gb200-NVL72");
+  CHECK(h100 != NULL && h800 != NULL && nvl72 != NULL);
+  if (h100 && h800 && nvl72) {
+    CHECK(strcmp(h100->count_key, "nodes") == 0);
+    CHECK(strcmp(h800->count_key, "nodes") == 0);
+    CHECK(strcmp(nvl72->count_key, "racks") == 0);
+    CHECK(strcmp(nvl72->gpu, "GB200") == 0);
+    CHECK_EQ_INT(nvl72->gpus_per_node, 72);
+    CHECK_REL(nvl72->nvlink_GBps, 900.0, 1e-12);
+    CHECK_REL(nvl72->nvlink_latency_us, 2.0, 1e-12);
+    CHECK_REL(nvl72->nic_GBps, 50.0, 1e-12);
+    CHECK_REL(nvl72->nic_latency_us, 4.0, 1e-12);
+  }
+  CHECK(ep_cluster_preset_find("hgx-a100") == NULL);
+  CHECK(ep_cluster_preset_find("hgx-h10") == NULL);
+  CHECK(ep_cluster_preset_find("") == NULL);
+  CHECK(ep_cluster_preset_find(NULL) == NULL);
+
   CHECK_EQ_INT(ep_cluster_preset("hgx-a100", 1, &c), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 0, &c), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_cluster_preset(NULL, 1, &c), EP_ERR_INVALID);

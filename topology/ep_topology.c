@@ -60,48 +60,63 @@ const ep_gpu_spec *ep_gpu_catalog(int32_t *n)
 #define EP_NVLINK_LATENCY_US 2.0
 #define EP_NIC_LATENCY_US 4.0
 
-typedef struct preset {
-  const char *name;
-  const char *gpu;
-  int32_t gpus_per_node;
-  double nvlink_GBps;
-  double nic_GBps;
-} preset;
+/* The preset table, one X(...) per row; it expands to the rows and to their
+ * names, so the two cannot disagree. An HGX board is one NVLink domain of 8
+ * ("nodes"); a GB200 NVL72 rack is one of 72 ("racks"). Columns: name, count
+ * key, GPU, GPUs per domain, NVLink GB/s, NVLink latency, NIC GB/s, NIC latency. */
+#define EP_CLUSTER_PRESETS(X)                                                                      \
+  X("hgx-h100", "nodes", "H100", 8, 450.0, EP_NVLINK_LATENCY_US, 50.0, EP_NIC_LATENCY_US)          \
+  X("hgx-h800", "nodes", "H800", 8, 200.0, EP_NVLINK_LATENCY_US, 50.0, EP_NIC_LATENCY_US)          \
+  X("gb200-nvl72", "racks", "GB200", 72, 900.0, EP_NVLINK_LATENCY_US, 50.0, EP_NIC_LATENCY_US)
 
-static const preset presets[] = {
-    {"hgx-h100", "H100", 8, 450.0, 50.0},
-    {"hgx-h800", "H800", 8, 200.0, 50.0},
-    {"gb200-nvl72", "GB200", 72, 900.0, 50.0},
-};
+#define EP_PRESET_ROW(name, key, gpu, gpn, nvl, nvl_us, nic, nic_us)                               \
+  {name, key, gpu, gpn, nvl, nvl_us, nic, nic_us, EP_FABRIC_NONBLOCKING},
+#define EP_PRESET_NAME(name, key, gpu, gpn, nvl, nvl_us, nic, nic_us) name,
 
-const char *const ep_cluster_preset_names[] = {"hgx-h100", "hgx-h800", "gb200-nvl72", NULL};
+static const ep_cluster_preset_desc presets[] = {EP_CLUSTER_PRESETS(EP_PRESET_ROW)};
+
+#define N_PRESETS ((int32_t)(sizeof presets / sizeof presets[0]))
+
+const char *const ep_cluster_preset_names[] = {EP_CLUSTER_PRESETS(EP_PRESET_NAME) NULL};
+
+const ep_cluster_preset_desc *ep_cluster_presets(int32_t *n)
+{
+  if (n)
+    *n = N_PRESETS;
+  return presets;
+}
+
+const ep_cluster_preset_desc *ep_cluster_preset_find(const char *name)
+{
+  if (!name)
+    return NULL;
+  for (int32_t i = 0; i < N_PRESETS; i++)
+    if (name_equal_nocase(presets[i].name, name))
+      return &presets[i];
+  return NULL;
+}
 
 ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out)
 {
-  if (!name || !out || n_nodes <= 0)
+  const ep_cluster_preset_desc *p = ep_cluster_preset_find(name);
+  if (!p || !out || n_nodes <= 0)
     return EP_ERR_INVALID;
-  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-    const preset *p = &presets[i];
-    if (!name_equal_nocase(p->name, name))
-      continue;
-    const ep_gpu_spec *gpu = ep_gpu_catalog_find(p->gpu);
-    if (!gpu)
-      return EP_ERR_INVALID; /* the tables above disagree: a bug */
-    if ((int64_t)n_nodes * p->gpus_per_node > INT32_MAX)
-      return EP_ERR_INVALID;
-    ep_cluster c;
-    memset(&c, 0, sizeof c);
-    strncpy(c.preset, p->name, sizeof c.preset - 1);
-    c.gpu = gpu;
-    c.n_nodes = n_nodes;
-    c.gpus_per_node = p->gpus_per_node;
-    c.nvlink_GBps = p->nvlink_GBps;
-    c.nvlink_latency_us = EP_NVLINK_LATENCY_US;
-    c.nic_GBps = p->nic_GBps;
-    c.nic_latency_us = EP_NIC_LATENCY_US;
-    c.fabric = EP_FABRIC_NONBLOCKING;
-    *out = c;
-    return EP_OK;
-  }
-  return EP_ERR_INVALID;
+  const ep_gpu_spec *gpu = ep_gpu_catalog_find(p->gpu);
+  if (!gpu)
+    return EP_ERR_INVALID; /* the tables above disagree: a bug */
+  if ((int64_t)n_nodes * p->gpus_per_node > INT32_MAX)
+    return EP_ERR_INVALID;
+  ep_cluster c;
+  memset(&c, 0, sizeof c);
+  strncpy(c.preset, p->name, sizeof c.preset - 1);
+  c.gpu = gpu;
+  c.n_nodes = n_nodes;
+  c.gpus_per_node = p->gpus_per_node;
+  c.nvlink_GBps = p->nvlink_GBps;
+  c.nvlink_latency_us = p->nvlink_latency_us;
+  c.nic_GBps = p->nic_GBps;
+  c.nic_latency_us = p->nic_latency_us;
+  c.fabric = p->fabric;
+  *out = c;
+  return EP_OK;
 }

@@ -44,11 +44,30 @@ typedef struct ep_cluster {
   ep_fabric_kind fabric;
 } ep_cluster;
 
-/* Names of the presets, NULL-terminated: "hgx-h100", "hgx-h800", "gb200-nvl72". */
+/* One row of the preset table: everything a cluster preset fixes except its
+ * size. The scenario gives the size under the row's count key. */
+typedef struct ep_cluster_preset_desc {
+  const char *name;      /* "hgx-h100" */
+  const char *count_key; /* scenario key counting its NVLink domains: "nodes" or "racks" */
+  const char *gpu;       /* ep_gpu_catalog_find name */
+  int32_t gpus_per_node; /* GPUs per NVLink domain */
+  double nvlink_GBps;
+  double nvlink_latency_us;
+  double nic_GBps;
+  double nic_latency_us;
+  ep_fabric_kind fabric;
+} ep_cluster_preset_desc;
+
+/* The preset table as an array of *n rows (n may be NULL). Static storage. */
+const ep_cluster_preset_desc *ep_cluster_presets(int32_t *n);
+/* Case-insensitive lookup; NULL when unknown. */
+const ep_cluster_preset_desc *ep_cluster_preset_find(const char *name);
+/* The rows' names, NULL-terminated, in table order: ep_cluster_preset_names[i]
+ * is ep_cluster_presets(NULL)[i].name (for enum keys and error messages). */
 extern const char *const ep_cluster_preset_names[];
 
-/* Fills *out from a preset with n_nodes nodes (racks for gb200-nvl72).
- * EP_ERR_INVALID for an unknown name. */
+/* Fills *out from the named preset with n_nodes NVLink domains (nodes, or
+ * racks for a preset counting racks). EP_ERR_INVALID for an unknown name. */
 ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out);
 
 static inline int32_t ep_cluster_n_gpus(const ep_cluster *c)
