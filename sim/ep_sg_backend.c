@@ -40,6 +40,9 @@
 #include <simgrid/semaphore.h>
 #include <xbt/config.h>
 
+#include "ep_fabric.h"
+#include "ep_simgrid_xml.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #define EP_SG_ASAN 1
 #elif defined(__has_feature)
@@ -444,14 +447,14 @@ static ep_status expert_times(const ep_scenario *sc, const ep_plan *plan, const 
   return st;
 }
 
-static ep_status write_platform(const ep_scenario *sc, int32_t n_gpus, const char *path)
+static ep_status write_platform(const ep_fabric *fabric, const char *path)
 {
   FILE *f = fopen(path, "w");
   if (!f) {
     ep_log_error("cannot create %s: %s", path, strerror(errno));
     return EP_ERR_IO;
   }
-  ep_status st = ep_topology_write_simgrid_xml(&sc->cluster, n_gpus, f);
+  ep_status st = ep_fabric_write_simgrid_xml(fabric, f);
   if (fclose(f) != 0 && st == EP_OK) {
     ep_log_error("cannot write %s: %s", path, strerror(errno));
     st = EP_ERR_IO;
@@ -548,6 +551,11 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
   ctx.timelines = timelines;
   memset(timelines, 0, (size_t)n * sizeof *timelines);
   sg_host_t *nvsw = NULL, *fab = NULL;
+  ep_fabric fabric;
+  if ((st = ep_fabric_init(&fabric, &scenario->cluster, n)) != EP_OK) {
+    ep_log_error("SimGrid backend: the cluster's fabric: %s", ep_status_str(st));
+    return st;
+  }
 
   ctx.expert_us = malloc((size_t)n * sizeof *ctx.expert_us);
   if (!ctx.expert_us) {
@@ -556,7 +564,7 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
   }
   if ((st = expert_times(scenario, plan, cfg, ctx.expert_us)) != EP_OK)
     goto done;
-  if ((st = write_platform(scenario, n, cfg->platform_xml_path)) != EP_OK)
+  if ((st = write_platform(&fabric, cfg->platform_xml_path)) != EP_OK)
     goto done;
 
   /* Static storage: SimGrid may keep argv pointers. */
@@ -649,5 +657,6 @@ done:
   free(nvsw);
   free(fab);
   ctx_free(&ctx);
+  ep_fabric_free(&fabric);
   return st;
 }

@@ -1,9 +1,13 @@
-/* Hardware catalog, cluster presets and the SimGrid platform XML writer.
- * The XML is checked by structure here (counts of hosts, links and routes);
- * that SimGrid loads it and times flows right is test_simgrid's job. */
+/* Hardware catalog, cluster presets, the fabric and the SimGrid platform XML
+ * writer. The XML is checked by structure here (counts of hosts, links and
+ * routes) and by hash against the writer it replaced; that SimGrid loads it
+ * and times flows right is test_simgrid's job. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
+#include "ep_fabric.h"
+#include "ep_simgrid_xml.h"
 #include "ep_topology.h"
 
 static void test_catalog(void)
@@ -148,10 +152,16 @@ static char *xml_of(const ep_cluster *c, int32_t n_gpus)
 {
   char *buf = NULL;
   size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  if (!f)
+  ep_fabric fabric;
+  if (ep_fabric_init(&fabric, c, n_gpus) != EP_OK)
     return NULL;
-  ep_status st = ep_topology_write_simgrid_xml(c, n_gpus, f);
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) {
+    ep_fabric_free(&fabric);
+    return NULL;
+  }
+  ep_status st = ep_fabric_write_simgrid_xml(&fabric, f);
+  ep_fabric_free(&fabric);
   if (fclose(f) != 0 || st != EP_OK) {
     free(buf);
     return NULL;
@@ -272,15 +282,18 @@ static void test_xml(void)
   FILE *mem = open_memstream(&buf, &len);
   CHECK(mem != NULL);
   if (mem) {
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(&c, 25, mem), EP_ERR_INVALID);
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(&c, 0, mem), EP_ERR_INVALID);
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(NULL, 8, mem), EP_ERR_INVALID);
+    ep_fabric f;
+    CHECK_EQ_INT(ep_fabric_init(&f, &c, 25), EP_ERR_INVALID);
+    CHECK_EQ_INT(ep_fabric_write_simgrid_xml(&f, mem), EP_ERR_INVALID); /* left empty */
+    CHECK_EQ_INT(ep_fabric_init(&f, &c, 0), EP_ERR_INVALID);
+    CHECK_EQ_INT(ep_fabric_init(&f, NULL, 8), EP_ERR_INVALID);
+    CHECK_EQ_INT(ep_fabric_write_simgrid_xml(NULL, mem), EP_ERR_INVALID);
     ep_cluster bad = c;
     bad.nic_GBps = 0.0;
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(&bad, 8, mem), EP_ERR_INVALID);
+    CHECK_EQ_INT(ep_fabric_init(&f, &bad, 8), EP_ERR_INVALID);
     bad = c;
     bad.gpu = NULL;
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(&bad, 8, mem), EP_ERR_INVALID);
+    CHECK_EQ_INT(ep_fabric_init(&f, &bad, 8), EP_ERR_INVALID);
     CHECK(fclose(mem) == 0);
     CHECK_EQ_INT(len, 0); /* nothing written on invalid input */
   }
@@ -288,9 +301,273 @@ static void test_xml(void)
   FILE *full = fopen("/dev/full", "w");
   CHECK(full != NULL);
   if (full) {
+    ep_fabric f;
+    CHECK_EQ_INT(ep_fabric_init(&f, &c, 24), EP_OK);
     fprintf(stderr, "(an I/O error message is expected next)\n");
-    CHECK_EQ_INT(ep_topology_write_simgrid_xml(&c, 24, full), EP_ERR_IO);
+    CHECK_EQ_INT(ep_fabric_write_simgrid_xml(&f, full), EP_ERR_IO);
+    ep_fabric_free(&f);
     fclose(full); /* fails too: the buffer cannot be flushed */
+  }
+}
+
+static void check_link(const ep_fabric *f, int32_t link, const char *name, double GBps, double us)
+{
+  CHECK(link >= 0 && link < f->n_links);
+  if (link < 0 || link >= f->n_links)
+    return;
+  CHECK(strcmp(f->links[link].name, name) == 0);
+  CHECK_REL(f->links[link].bw_GBps, GBps, 0.0);
+  CHECK_REL(f->links[link].latency_us, us, 0.0);
+  CHECK_EQ_INT(f->links[link].sharing, EP_LINK_SPLITDUPLEX);
+}
+
+/* The route src -> dst has the n hops named in links/dirs and latency us. */
+static void check_route(const ep_fabric *f, int32_t src, int32_t dst, ep_port_class cls, int n,
+                        const char *const *links, const ep_link_dir *dirs, double us)
+{
+  ep_fabric_route r;
+  CHECK_EQ_INT(ep_fabric_route_of(f, src, dst, &r), EP_OK);
+  CHECK_EQ_INT(r.src_port, ep_fabric_src_port(f, src, dst));
+  CHECK_EQ_INT(r.dst_port, ep_fabric_dst_port(f, src, dst));
+  CHECK_EQ_INT(f->ports[r.src_port].gpu, src);
+  CHECK_EQ_INT(f->ports[r.dst_port].gpu, dst);
+  CHECK_EQ_INT(f->ports[r.src_port].port_class, cls);
+  CHECK_EQ_INT(f->ports[r.dst_port].port_class, cls);
+  CHECK_EQ_INT(r.n_hops, n);
+  for (int i = 0; i < n && i < r.n_hops; i++) {
+    CHECK(strcmp(f->links[r.hop[i].link].name, links[i]) == 0);
+    CHECK_EQ_INT(r.hop[i].dir, dirs[i]);
+  }
+  CHECK_REL(r.latency_us, us, 0.0);
+}
+
+static const ep_link_dir up_down[] = {EP_LINK_UP, EP_LINK_DOWN};
+static const ep_link_dir up_up_down_down[] = {EP_LINK_UP, EP_LINK_UP, EP_LINK_DOWN, EP_LINK_DOWN};
+
+static void test_fabric_hgx(void)
+{
+  ep_cluster c;
+  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 2, &c), EP_OK);
+  ep_fabric f;
+  CHECK_EQ_INT(ep_fabric_init(&f, &c, 16), EP_OK);
+  CHECK_EQ_INT(f.n_gpus, 16);
+  CHECK_EQ_INT(f.n_domains, 2);
+  CHECK_EQ_INT(f.n_ports, 32);
+  CHECK_EQ_INT(f.n_links, 4 * 16 + 2);
+  CHECK_EQ_INT(f.n_switches, 2 * 2 + 1);
+  CHECK(strcmp(f.cluster.preset, "hgx-h100") == 0);
+
+  /* Every GPU: an NVLink port into its domain's NVSwitch, a NIC port into its leaf. */
+  for (int32_t g = 0; g < 16; g++) {
+    const ep_fabric_gpu *gpu = &f.gpus[g];
+    CHECK_EQ_INT(gpu->domain, g / 8);
+    CHECK_EQ_INT(gpu->n_ports, 2);
+    for (int32_t i = gpu->first_port; i < gpu->first_port + gpu->n_ports; i++) {
+      const ep_fabric_port *p = &f.ports[i];
+      CHECK_EQ_INT(p->gpu, g);
+      const ep_fabric_switch *sw = &f.switches[p->sw];
+      if (p->port_class == EP_PORT_NVLINK) {
+        CHECK_EQ_INT(sw->kind, EP_SWITCH_NVSWITCH);
+        CHECK_EQ_INT(sw->uplink, -1);
+        CHECK_REL(f.links[p->link].bw_GBps, 450.0, 0.0);
+      } else {
+        CHECK_EQ_INT(p->port_class, EP_PORT_NIC);
+        CHECK_EQ_INT(sw->kind, EP_SWITCH_LEAF);
+        CHECK(sw->uplink >= 0);
+        CHECK_REL(f.links[p->link].bw_GBps, 50.0, 0.0);
+      }
+    }
+  }
+  CHECK(strcmp(f.gpus[12].name, "gpu-12") == 0);
+  const ep_fabric_port *nvl3 = &f.ports[ep_fabric_src_port(&f, 3, 5)];
+  const ep_fabric_port *nic12 = &f.ports[ep_fabric_src_port(&f, 12, 3)];
+  CHECK_EQ_INT(nvl3->port_class, EP_PORT_NVLINK);
+  CHECK_EQ_INT(nic12->port_class, EP_PORT_NIC);
+  check_link(&f, nvl3->link, "nvl-3", 450.0, 1.0);
+  check_link(&f, nvl3->pad, "nvlpad-3", 1e6, 1.0);
+  check_link(&f, nic12->link, "nic-12", 50.0, 2.0);
+  check_link(&f, nic12->pad, "nicpad-12", 1e6, 2.0);
+  CHECK(strcmp(f.switches[nvl3->sw].name, "nvsw-0") == 0);
+  CHECK(strcmp(f.switches[nvl3->sw].port_host, "nvsw-0") == 0);
+  const ep_fabric_switch *leaf1 = &f.switches[nic12->sw];
+  CHECK(strcmp(leaf1->name, "gw-1") == 0);
+  CHECK(strcmp(leaf1->port_host, "fab-1") == 0);
+  check_link(&f, leaf1->uplink, "up-1", 800.0, 0.0); /* 2 x 8 x 50 GB/s: never binds */
+  CHECK(leaf1->parent >= 0);
+  if (leaf1->parent >= 0) {
+    const ep_fabric_switch *core = &f.switches[leaf1->parent];
+    CHECK(strcmp(core->name, "core-r") == 0);
+    CHECK_EQ_INT(core->kind, EP_SWITCH_CORE);
+    CHECK_EQ_INT(core->uplink, -1);
+    CHECK_EQ_INT(core->parent, -1);
+    CHECK(core->port_host[0] == '\0');
+  }
+  CHECK_EQ_INT(f.domains[1].gpus.first, 8);
+  CHECK_EQ_INT(f.domains[1].gpus.n, 8);
+  CHECK_EQ_INT(f.domains[1].links.first, 32);
+  CHECK_EQ_INT(f.domains[1].links.n, 32);
+  CHECK_EQ_INT(f.scaleout.gpus.n, 0);
+  CHECK_EQ_INT(f.scaleout.links.first, 64);
+  CHECK_EQ_INT(f.scaleout.links.n, 2);
+  CHECK_EQ_INT(f.scaleout.switches.n, 1);
+
+  /* Routes: NVLink in a node, NIC and the uplinks across; one-way latencies. */
+  const char *r05[] = {"nvl-0", "nvl-5"};
+  check_route(&f, 0, 5, EP_PORT_NVLINK, 2, r05, up_down, 2.0);
+  const char *r50[] = {"nvl-5", "nvl-0"};
+  check_route(&f, 5, 0, EP_PORT_NVLINK, 2, r50, up_down, 2.0);
+  const char *r312[] = {"nic-3", "up-0", "up-1", "nic-12"};
+  check_route(&f, 3, 12, EP_PORT_NIC, 4, r312, up_up_down_down, 4.0);
+  const char *r123[] = {"nic-12", "up-1", "up-0", "nic-3"};
+  check_route(&f, 12, 3, EP_PORT_NIC, 4, r123, up_up_down_down, 4.0);
+  const char *r815[] = {"nvl-8", "nvl-15"};
+  check_route(&f, 8, 15, EP_PORT_NVLINK, 2, r815, up_down, 2.0);
+
+  ep_fabric_route r;
+  CHECK_EQ_INT(ep_fabric_route_of(&f, 4, 4, &r), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_fabric_route_of(&f, 4, 16, &r), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_fabric_route_of(&f, -1, 4, &r), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_fabric_route_of(&f, 0, 1, NULL), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_fabric_route_of(NULL, 0, 1, &r), EP_ERR_INVALID);
+  ep_fabric_free(&f);
+  ep_fabric_free(&f); /* emptied: a no-op */
+  ep_fabric_free(NULL);
+
+  /* 5 GPUs of a 3-node cluster: one domain, no scale-out core, no uplinks. */
+  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 3, &c), EP_OK);
+  CHECK_EQ_INT(ep_fabric_init(&f, &c, 5), EP_OK);
+  CHECK_EQ_INT(f.n_domains, 1);
+  CHECK_EQ_INT(f.n_links, 4 * 5);
+  CHECK_EQ_INT(f.n_switches, 2);
+  CHECK_EQ_INT(f.scaleout.links.n, 0);
+  CHECK_EQ_INT(f.scaleout.switches.n, 0);
+  for (int32_t s = 0; s < f.n_switches; s++)
+    CHECK_EQ_INT(f.switches[s].uplink, -1);
+  const char *r40[] = {"nvl-4", "nvl-0"};
+  check_route(&f, 4, 0, EP_PORT_NVLINK, 2, r40, up_down, 2.0);
+  ep_fabric_free(&f);
+
+  /* 20 of 24 GPUs: the last domain holds 4; uplinks still sized by gpus_per_node. */
+  CHECK_EQ_INT(ep_fabric_init(&f, &c, 20), EP_OK);
+  CHECK_EQ_INT(f.n_domains, 3);
+  CHECK_EQ_INT(f.domains[2].gpus.first, 16);
+  CHECK_EQ_INT(f.domains[2].gpus.n, 4);
+  CHECK_EQ_INT(f.domains[2].links.n, 16);
+  check_link(&f, f.scaleout.links.first + 2, "up-2", 800.0, 0.0);
+  const char *r190[] = {"nic-19", "up-2", "up-0", "nic-0"};
+  check_route(&f, 19, 0, EP_PORT_NIC, 4, r190, up_up_down_down, 4.0);
+  ep_fabric_free(&f);
+
+  /* Explicit latencies: each GPU link carries half, routes the whole. */
+  ep_cluster e = c;
+  e.preset[0] = '\0';
+  e.gpus_per_node = 4;
+  e.nvlink_latency_us = 0.3;
+  e.nic_latency_us = 1.7;
+  CHECK_EQ_INT(ep_fabric_init(&f, &e, 12), EP_OK);
+  const char *r13[] = {"nvl-1", "nvl-3"};
+  check_route(&f, 1, 3, EP_PORT_NVLINK, 2, r13, up_down, 0.3);
+  const char *r111[] = {"nic-1", "up-0", "up-2", "nic-11"};
+  check_route(&f, 1, 11, EP_PORT_NIC, 4, r111, up_up_down_down, 1.7);
+  ep_fabric_free(&f);
+
+  /* Invalid clusters leave the fabric empty. */
+  ep_cluster bad = c;
+  bad.fabric = (ep_fabric_kind)(EP_FABRIC_NONBLOCKING + 1);
+  CHECK_EQ_INT(ep_fabric_init(&f, &bad, 8), EP_ERR_INVALID);
+  CHECK(f.gpus == NULL && f.n_links == 0);
+  bad = c;
+  bad.nvlink_latency_us = -1.0;
+  CHECK_EQ_INT(ep_fabric_init(&f, &bad, 8), EP_ERR_INVALID);
+  bad = c;
+  bad.nvlink_GBps = NAN;
+  CHECK_EQ_INT(ep_fabric_init(&f, &bad, 8), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_fabric_init(NULL, &c, 8), EP_ERR_INVALID);
+  ep_fabric_free(&f);
+
+  CHECK(strcmp(ep_port_class_name(EP_PORT_NVLINK), "NVLink") == 0);
+  CHECK(strcmp(ep_port_class_name(EP_PORT_NIC), "NIC") == 0);
+  CHECK(strcmp(ep_port_class_name(EP_PORT_CLASS_COUNT), "?") == 0);
+}
+
+static void test_fabric_nvl72(void)
+{
+  ep_cluster c;
+  CHECK_EQ_INT(ep_cluster_preset("gb200-nvl72", 2, &c), EP_OK);
+  ep_fabric f;
+  CHECK_EQ_INT(ep_fabric_init(&f, &c, 144), EP_OK);
+  CHECK_EQ_INT(f.n_domains, 2);
+  CHECK_EQ_INT(f.domains[0].gpus.n, 72);
+  CHECK_EQ_INT(f.gpus[71].domain, 0);
+  CHECK_EQ_INT(f.gpus[72].domain, 1);
+  const char *r071[] = {"nvl-0", "nvl-71"};
+  check_route(&f, 0, 71, EP_PORT_NVLINK, 2, r071, up_down, 2.0);
+  const char *r7172[] = {"nic-71", "up-0", "up-1", "nic-72"};
+  check_route(&f, 71, 72, EP_PORT_NIC, 4, r7172, up_up_down_down, 4.0);
+  const char *r143[] = {"nvl-143", "nvl-72"};
+  check_route(&f, 143, 72, EP_PORT_NVLINK, 2, r143, up_down, 2.0);
+  check_link(&f, f.ports[ep_fabric_src_port(&f, 0, 71)].link, "nvl-0", 900.0, 1.0);
+  check_link(&f, f.ports[ep_fabric_dst_port(&f, 0, 100)].link, "nic-100", 50.0, 2.0);
+  check_link(&f, f.scaleout.links.first, "up-0", 7200.0, 0.0); /* 2 x 72 x 50 GB/s */
+  ep_fabric_free(&f);
+
+  /* One rack: every pair over NVLink. */
+  CHECK_EQ_INT(ep_fabric_init(&f, &c, 72), EP_OK);
+  CHECK_EQ_INT(f.n_domains, 1);
+  CHECK_EQ_INT(f.scaleout.switches.n, 0);
+  for (int32_t d = 1; d < 72; d++)
+    CHECK_EQ_INT(f.ports[ep_fabric_src_port(&f, 0, d)].port_class, EP_PORT_NVLINK);
+  ep_fabric_free(&f);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/* The XML from the fabric is byte for byte what the writer it replaced made
+ * (FNV-1a 64 and length of that writer's output). */
+static void test_xml_unchanged(void)
+{
+  ep_cluster h100, h800, nvl, e;
+  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 3, &h100), EP_OK);
+  CHECK_EQ_INT(ep_cluster_preset("hgx-h800", 4, &h800), EP_OK);
+  CHECK_EQ_INT(ep_cluster_preset("gb200-nvl72", 2, &nvl), EP_OK);
+  e = nvl;
+  e.preset[0] = '\0';
+  e.gpu = ep_gpu_catalog_find("B200");
+  e.n_nodes = 3;
+  e.gpus_per_node = 4;
+  e.nvlink_GBps = 123.456;
+  e.nvlink_latency_us = 0.3;
+  e.nic_GBps = 12.5;
+  e.nic_latency_us = 1.7;
+  ep_cluster e0 = e;
+  e0.nvlink_latency_us = 0.0;
+  e0.nic_latency_us = 0.0;
+  const struct {
+    const ep_cluster *c;
+    int32_t n_gpus;
+    uint64_t fnv;
+    size_t bytes;
+  } cases[] = {
+      {&h100, 8, 0xa0427f2b0e4807d8ull, 8736},   {&h100, 20, 0xb400ea299bdf8d87ull, 23294},
+      {&h800, 32, 0xee9d1ec057f8a24cull, 38570}, {&nvl, 144, 0xf4b9fff9a94c349dull, 744974},
+      {&e, 11, 0x76935e8ed359b906ull, 11864},    {&e0, 12, 0xf24caa42e8bace6full, 12174},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *xml = xml_of(cases[i].c, cases[i].n_gpus);
+    CHECK(xml != NULL);
+    if (!xml)
+      continue;
+    CHECK_EQ_INT(strlen(xml), cases[i].bytes);
+    CHECK(fnv1a64(xml) == cases[i].fnv);
+    free(xml);
   }
 }
 
@@ -298,6 +575,9 @@ int main(void)
 {
   test_catalog();
   test_presets();
+  test_fabric_hgx();
+  test_fabric_nvl72();
   test_xml();
+  test_xml_unchanged();
   return check_exit_code("test_topology");
 }

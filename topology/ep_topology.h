@@ -1,6 +1,7 @@
 /* Cluster model: GPUs grouped into NVLink domains ("nodes": an HGX board of 8,
  * or a whole GB200 NVL72 rack of 72), every GPU with its own NIC into a
- * non-blocking fabric. Hardware catalog, presets, and the SimGrid platform XML.
+ * scale-out fabric. Hardware catalog, preset table and the plain ep_cluster
+ * config; ep_fabric.h derives the ports, links and routes from it.
  *
  * GPU g lives on node g / gpus_per_node. Latencies are one-way GPU-to-GPU:
  * nvlink_latency_us between two GPUs of a node, nic_latency_us between GPUs of
@@ -9,7 +10,6 @@
 #define EP_TOPOLOGY_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "ep_status.h"
 
@@ -78,15 +78,5 @@ static inline int32_t ep_cluster_node_of(const ep_cluster *c, int32_t gpu)
 {
   return gpu / c->gpus_per_node;
 }
-
-/* Writes a SimGrid 3.32 platform (XML, version 4.1) for the first n_gpus GPUs
- * of the cluster. Hosts are "gpu-<g>". Each node zone "node-<k>" holds its
- * GPUs, one split-duplex NVLink link "nvl-<g>" and one split-duplex NIC link
- * "nic-<g>" per GPU, and two port hosts used by aggregated ("port") flows:
- * "nvsw-<k>" (route gpu-g -> nvsw-k = nvl-g UP, then a latency pad) and
- * "fab-<k>" (route gpu-g -> fab-k = nic-g UP, then a latency pad). The pads make
- * a port flow carry the same latency as a GPU-to-GPU flow on the same links.
- * Route latencies: gpu->gpu in a node = nvlink_latency_us, across nodes = nic_latency_us. */
-ep_status ep_topology_write_simgrid_xml(const ep_cluster *cluster, int32_t n_gpus, FILE *out);
 
 #endif
