@@ -11,10 +11,10 @@
  *   from its own expert end (so it includes the wait for stragglers, as a
  *   CUDA-event timing would) until its sends and receives have completed.
  * Flows (ep_sim_cfg.flows): PAIR = one flow per (src, dst) with bytes, src != dst.
- * PORT = per rank and link class one egress and one ingress flow: NVLink bytes
- * to/from GPUs of its own node through the port host nvsw-<node>, NIC bytes
- * to/from other nodes through fab-<node>; on a non-blocking fabric this gives
- * the busiest-port time with 4 flows per rank instead of n_ranks. The slowest
+ * PORT = per rank and fabric port (ep_fabric.h: the port its bytes to or from
+ * each peer use) one egress and one ingress flow, to and from the port host of
+ * the switch that port plugs into; on a non-blocking fabric this gives the
+ * busiest-port time with 4 flows per rank (NVLink, NIC) instead of n_ranks. The slowest
  * rank's times match pair flows; a lightly loaded rank ends at its own busiest
  * port, where with pair flows it also waits for its flows into busy peers.
  * Mechanics: no actor holds more than SG_MAX_PENDING comms (3.32 pays
@@ -337,10 +337,11 @@ static void add_port_flow(sg_comm_phase *ph, int32_t rank, sg_host_t from, sg_ho
 }
 
 /* Builds one phase's flows and helper tasks from a [n * n] byte matrix (row =
- * sender). mbox_prefix names the pair flows' mailboxes. */
+ * sender). port_host: [fabric->n_switches] each switch's port host (PORT mode).
+ * mbox_prefix names the pair flows' mailboxes. */
 static ep_status comm_phase_build(sg_ctx *ctx, sg_comm_phase *ph, const int64_t *bytes,
-                                  ep_flow_mode mode, int32_t gpn, const sg_host_t *nvsw,
-                                  const sg_host_t *fab, const char *mbox_prefix)
+                                  ep_flow_mode mode, const ep_fabric *fabric,
+                                  const sg_host_t *port_host, const char *mbox_prefix)
 {
   const int32_t n = ctx->n_ranks;
   ph->ctx = ctx;
@@ -349,7 +350,8 @@ static ep_status comm_phase_build(sg_ctx *ctx, sg_comm_phase *ph, const int64_t 
   ph->pending = calloc((size_t)n, sizeof *ph->pending);
   if (!ph->first_task || !ph->involving || !ph->pending)
     return EP_ERR_NOMEM;
-  int64_t cap_flows = 4 * (int64_t)n, cap_tasks = 4 * (int64_t)n;
+  /* Port flows: one egress and one ingress flow per port at most. */
+  int64_t cap_flows = 2 * (int64_t)fabric->n_ports, cap_tasks = cap_flows;
   if (mode == EP_FLOWS_PAIR) {
     int64_t *n_in = ph->pending; /* scratch until the end */
     cap_flows = 0;
@@ -382,10 +384,17 @@ static ep_status comm_phase_build(sg_ctx *ctx, sg_comm_phase *ph, const int64_t 
   ph->tasks = malloc((size_t)(cap_tasks > 0 ? cap_tasks : 1) * sizeof *ph->tasks);
   if (!ph->flows || !ph->tasks)
     return EP_ERR_NOMEM;
+  /* PORT: bytes per fabric port, out of the GPU then into it. */
+  const int32_t n_ports = fabric->n_ports;
+  int64_t *port_out = NULL;
+  if (mode == EP_FLOWS_PORT) {
+    if (!(port_out = malloc(2 * (size_t)n_ports * sizeof *port_out)))
+      return EP_ERR_NOMEM;
+    ep_fabric_port_bytes(fabric, bytes, port_out, port_out + n_ports);
+  }
 
   for (int32_t s = 0; s < n; s++) {
     ph->first_task[s] = ph->n_tasks;
-    const int32_t node = s / gpn;
     if (mode == EP_FLOWS_PAIR) {
       const int64_t first = ph->n_flows;
       for (int32_t k = 1; k < n; k++) { /* shifted order, as NCCL's all-to-all */
@@ -403,20 +412,15 @@ static ep_status comm_phase_build(sg_ctx *ctx, sg_comm_phase *ph, const int64_t 
         add_task(ph, SG_TASK_GET, s, 0, n_in - i < SG_MAX_PENDING ? n_in - i : SG_MAX_PENDING);
       ph->involving[s] += n_in;
     } else {
-      int64_t nvl_out = 0, nvl_in = 0, nic_out = 0, nic_in = 0;
-      for (int32_t p = 0; p < n; p++) {
-        if (p == s)
-          continue;
-        const int same_node = p / gpn == node;
-        *(same_node ? &nvl_out : &nic_out) += bytes[(int64_t)s * n + p];
-        *(same_node ? &nvl_in : &nic_in) += bytes[(int64_t)p * n + s];
+      const ep_fabric_gpu *gpu = &fabric->gpus[s];
+      for (int32_t i = gpu->first_port; i < gpu->first_port + gpu->n_ports; i++) {
+        const sg_host_t far = port_host[fabric->ports[i].sw];
+        add_port_flow(ph, s, ctx->gpu_host[s], far, port_out[i]);
+        add_port_flow(ph, s, far, ctx->gpu_host[s], port_out[n_ports + i]);
       }
-      add_port_flow(ph, s, ctx->gpu_host[s], nvsw[node], nvl_out);
-      add_port_flow(ph, s, nvsw[node], ctx->gpu_host[s], nvl_in);
-      add_port_flow(ph, s, ctx->gpu_host[s], fab[node], nic_out);
-      add_port_flow(ph, s, fab[node], ctx->gpu_host[s], nic_in);
     }
   }
+  free(port_out);
   ph->first_task[n] = ph->n_tasks;
   memcpy(ph->pending, ph->involving, (size_t)n * sizeof *ph->pending);
   return EP_OK;
@@ -462,22 +466,20 @@ static ep_status write_platform(const ep_fabric *fabric, const char *path)
   return st;
 }
 
-static sg_host_t host_named(const char *prefix, int32_t i)
+static sg_host_t host_named(const char *name)
 {
-  char name[48];
-  snprintf(name, sizeof name, "%s-%d", prefix, (int)i);
   sg_host_t h = sg_host_by_name(name);
   if (!h)
     ep_log_error("SimGrid backend: host %s missing from the platform", name);
   return h;
 }
 
-/* Most helper actors alive at once: 4 per rank for port flows; for pair flows
- * one per SG_MAX_PENDING sends and one per SG_MAX_PENDING receives. */
-static int64_t max_helpers(int32_t n, ep_flow_mode mode)
+/* Most helper actors alive at once: 2 per fabric port for port flows; for pair
+ * flows one per SG_MAX_PENDING sends and one per SG_MAX_PENDING receives. */
+static int64_t max_helpers(int32_t n, const ep_fabric *fabric, ep_flow_mode mode)
 {
   if (mode == EP_FLOWS_PORT)
-    return 4 * (int64_t)n;
+    return 2 * (int64_t)fabric->n_ports;
   return 2 * (int64_t)n * ((n - 1 + SG_MAX_PENDING - 1) / SG_MAX_PENDING);
 }
 
@@ -542,15 +544,13 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
   }
 
   const int32_t n = plan->n_ranks;
-  const int32_t gpn = scenario->cluster.gpus_per_node;
-  const int32_t n_nodes = (n + gpn - 1) / gpn;
   sg_ctx ctx;
   memset(&ctx, 0, sizeof ctx);
   ctx.plan = plan;
   ctx.n_ranks = n;
   ctx.timelines = timelines;
   memset(timelines, 0, (size_t)n * sizeof *timelines);
-  sg_host_t *nvsw = NULL, *fab = NULL;
+  sg_host_t *port_host = NULL; /* [fabric.n_switches] */
   ep_fabric fabric;
   if ((st = ep_fabric_init(&fabric, &scenario->cluster, n)) != EP_OK) {
     ep_log_error("SimGrid backend: the cluster's fabric: %s", ep_status_str(st));
@@ -582,38 +582,38 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
 #endif
   sg_initialised = 1;
   simgrid_init(&sg_argc, sg_argv);
-  configure_simgrid((int64_t)n + max_helpers(n, cfg->flows), cfg->flows);
+  configure_simgrid((int64_t)n + max_helpers(n, &fabric, cfg->flows), cfg->flows);
   /* Parse errors abort inside SimGrid (C++ exceptions cannot reach C); the
    * writer above is the guard: it only emits what the tests load. */
   simgrid_load_platform(cfg->platform_xml_path);
 
   ctx.gpu_host = calloc((size_t)n, sizeof *ctx.gpu_host);
-  nvsw = calloc((size_t)n_nodes, sizeof *nvsw);
-  fab = calloc((size_t)n_nodes, sizeof *fab);
+  port_host = calloc((size_t)fabric.n_switches, sizeof *port_host);
   ctx.done_sem = calloc((size_t)n, sizeof *ctx.done_sem);
   ctx.passed_barrier = calloc((size_t)n, sizeof *ctx.passed_barrier);
   ctx.finished = calloc((size_t)n, sizeof *ctx.finished);
   ctx.rank_args = calloc((size_t)n, sizeof *ctx.rank_args);
   ctx.rank_status = calloc((size_t)n, sizeof *ctx.rank_status);
-  if (!ctx.gpu_host || !nvsw || !fab || !ctx.done_sem || !ctx.passed_barrier || !ctx.finished ||
+  if (!ctx.gpu_host || !port_host || !ctx.done_sem || !ctx.passed_barrier || !ctx.finished ||
       !ctx.rank_args || !ctx.rank_status) {
     st = EP_ERR_NOMEM;
     goto done;
   }
   for (int32_t r = 0; r < n; r++)
-    if (!(ctx.gpu_host[r] = host_named("gpu", r))) {
+    if (!(ctx.gpu_host[r] = host_named(fabric.gpus[r].name))) {
       st = EP_ERR_BACKEND;
       goto done;
     }
-  for (int32_t k = 0; k < n_nodes; k++)
-    if (!(nvsw[k] = host_named("nvsw", k)) || !(fab[k] = host_named("fab", k))) {
+  for (int32_t s = 0; s < fabric.n_switches; s++)
+    if (fabric.switches[s].port_host[0] &&
+        !(port_host[s] = host_named(fabric.switches[s].port_host))) {
       st = EP_ERR_BACKEND;
       goto done;
     }
   if ((st = comm_phase_build(&ctx, &ctx.comm[SG_DISPATCH], plan->dispatch_bytes_src_dst, cfg->flows,
-                             gpn, nvsw, fab, "dispatch")) != EP_OK ||
+                             &fabric, port_host, "dispatch")) != EP_OK ||
       (st = comm_phase_build(&ctx, &ctx.comm[SG_COMBINE], plan->combine_bytes_src_dst, cfg->flows,
-                             gpn, nvsw, fab, "combine")) != EP_OK)
+                             &fabric, port_host, "combine")) != EP_OK)
     goto done;
   for (int32_t r = 0; r < n; r++)
     if (!(ctx.done_sem[r] = sg_sem_init(0))) {
@@ -654,8 +654,7 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
     st = ctx.flow_status;
 
 done:
-  free(nvsw);
-  free(fab);
+  free(port_host);
   ctx_free(&ctx);
   ep_fabric_free(&fabric);
   return st;

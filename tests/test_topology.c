@@ -423,6 +423,35 @@ static void test_fabric_hgx(void)
   const char *r815[] = {"nvl-8", "nvl-15"};
   check_route(&f, 8, 15, EP_PORT_NVLINK, 2, r815, up_down, 2.0);
 
+  /* Bytes per port: NVLink for peers of the node, NIC for the others; the
+   * diagonal (local copies) loads no port. */
+  int64_t m[16 * 16], out[32], in[32];
+  for (int32_t s = 0; s < 16; s++)
+    for (int32_t d = 0; d < 16; d++)
+      m[s * 16 + d] = s == d ? 1000000 : 100 * s + d + 1;
+  ep_fabric_port_bytes(&f, m, out, in);
+  int64_t want[4] = {0, 0, 0, 0}; /* GPU 3: NVLink out, in, NIC out, in */
+  for (int32_t p = 0; p < 16; p++) {
+    if (p == 3)
+      continue;
+    want[p < 8 ? 0 : 2] += m[3 * 16 + p];
+    want[p < 8 ? 1 : 3] += m[p * 16 + 3];
+  }
+  const int32_t nvl_port3 = ep_fabric_src_port(&f, 3, 4), nic_port3 = ep_fabric_src_port(&f, 3, 9);
+  CHECK_EQ_INT(out[nvl_port3], want[0]);
+  CHECK_EQ_INT(in[nvl_port3], want[1]);
+  CHECK_EQ_INT(out[nic_port3], want[2]);
+  CHECK_EQ_INT(in[nic_port3], want[3]);
+  int64_t sum_out = 0, sum_in = 0, sum_m = 0;
+  for (int32_t i = 0; i < 32; i++) {
+    sum_out += out[i];
+    sum_in += in[i];
+  }
+  for (int32_t i = 0; i < 16 * 16; i++)
+    sum_m += i % 17 ? m[i] : 0;
+  CHECK_EQ_INT(sum_out, sum_m);
+  CHECK_EQ_INT(sum_in, sum_m);
+
   ep_fabric_route r;
   CHECK_EQ_INT(ep_fabric_route_of(&f, 4, 4, &r), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_fabric_route_of(&f, 4, 16, &r), EP_ERR_INVALID);

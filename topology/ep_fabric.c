@@ -178,6 +178,22 @@ int32_t ep_fabric_dst_port(const ep_fabric *f, int32_t src, int32_t dst)
   return port_of_class(f, dst, same ? EP_PORT_NVLINK : EP_PORT_NIC);
 }
 
+void ep_fabric_port_bytes(const ep_fabric *f, const int64_t *bytes_src_dst, int64_t *port_out,
+                          int64_t *port_in)
+{
+  const int32_t n = f->n_gpus;
+  memset(port_out, 0, (size_t)f->n_ports * sizeof *port_out);
+  memset(port_in, 0, (size_t)f->n_ports * sizeof *port_in);
+  for (int32_t s = 0; s < n; s++)
+    for (int32_t d = 0; d < n; d++) {
+      const int64_t b = bytes_src_dst[(int64_t)s * n + d];
+      if (s == d || b == 0)
+        continue;
+      port_out[ep_fabric_src_port(f, s, d)] += b;
+      port_in[ep_fabric_dst_port(f, s, d)] += b;
+    }
+}
+
 /* Switches from sw up to its root: chain[0] = sw. Returns the length, or -1
  * when longer than max. */
 static int32_t switch_chain(const ep_fabric *f, int32_t sw, int32_t *chain, int32_t max)

@@ -65,7 +65,7 @@ typedef struct ep_fabric_port {
   int32_t gpu;
   ep_port_class port_class;
   int32_t link; /* UP leaves the GPU */
-  int32_t sw;   /* the switch the link plugs into */
+  int32_t sw;   /* the switch the link plugs into; it has a port host */
   int32_t pad;  /* port flows: link after `link` up to sw's port host */
 } ep_fabric_port;
 
@@ -113,6 +113,12 @@ void ep_fabric_free(ep_fabric *f);
  * GPU dst they enter through (indices into f->ports). src != dst, both < n_gpus. */
 int32_t ep_fabric_src_port(const ep_fabric *f, int32_t src, int32_t dst);
 int32_t ep_fabric_dst_port(const ep_fabric *f, int32_t src, int32_t dst);
+
+/* Bytes through each port for a [n_gpus * n_gpus] byte matrix (row = sender,
+ * the diagonal, local copies, ignored): port_out[i] leave GPU ports[i].gpu
+ * through port i, port_in[i] enter it. port_out, port_in: [out] [n_ports]. */
+void ep_fabric_port_bytes(const ep_fabric *f, const int64_t *bytes_src_dst, int64_t *port_out,
+                          int64_t *port_in);
 
 #define EP_FABRIC_MAX_HOPS 8
 
