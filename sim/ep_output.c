@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ep_config.h"
+#include "ep_fabric.h"
 
 static double phase_us(const ep_timing *t)
 {
@@ -25,44 +26,19 @@ static int cmp_double(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* Port bytes of one all-to-all for one rank: NVLink and NIC, out and in. */
-typedef struct port_bytes {
-  int64_t nvlink_out, nvlink_in, nic_out, nic_in;
-} port_bytes;
-
-static port_bytes rank_ports(const ep_scenario *scenario, const ep_plan *plan,
-                             const int64_t *bytes_src_dst, int32_t rank)
-{
-  port_bytes pb = {0, 0, 0, 0};
-  const int32_t n = plan->n_ranks;
-  const int32_t my_node = ep_cluster_node_of(&scenario->cluster, rank);
-  for (int32_t peer = 0; peer < n; peer++) {
-    if (peer == rank)
-      continue;
-    const int same_node = ep_cluster_node_of(&scenario->cluster, peer) == my_node;
-    const int64_t out = bytes_src_dst[(int64_t)rank * n + peer];
-    const int64_t in = bytes_src_dst[(int64_t)peer * n + rank];
-    if (same_node) {
-      pb.nvlink_out += out;
-      pb.nvlink_in += in;
-    } else {
-      pb.nic_out += out;
-      pb.nic_in += in;
-    }
-  }
-  return pb;
-}
-
-static void a2a_bandwidth(const ep_scenario *scenario, const ep_plan *plan,
+/* One all-to-all's bandwidths. port_bytes: [2 * fabric->n_ports] scratch. */
+static void a2a_bandwidth(const ep_fabric *fabric, const ep_plan *plan,
                           const ep_rank_timeline *timelines, ep_phase phase,
-                          const int64_t *bytes_src_dst, double *algbw, double *busbw,
-                          double *bottleneck, const char **link)
+                          const int64_t *bytes_src_dst, int64_t *port_bytes, double *algbw,
+                          double *busbw, double *bottleneck, const char **link)
 {
   const int32_t n = plan->n_ranks;
   double t0 = timelines[0].phase[phase].start_us, t1 = timelines[0].phase[phase].end_us;
   double total_bytes = 0.0, worst_port_us = -1.0, worst_port_bytes = 0.0;
-  const ep_cluster *c = &scenario->cluster;
-  *link = "NVLink";
+  /* Per port the bytes leaving its GPU, then those entering it. */
+  int64_t *port_out = port_bytes, *port_in = port_bytes + fabric->n_ports;
+  ep_fabric_port_bytes(fabric, bytes_src_dst, port_out, port_in);
+  *link = ep_port_class_name(EP_PORT_NVLINK);
   for (int32_t r = 0; r < n; r++) {
     const ep_timing *t = &timelines[r].phase[phase];
     if (t->start_us < t0)
@@ -71,20 +47,16 @@ static void a2a_bandwidth(const ep_scenario *scenario, const ep_plan *plan,
       t1 = t->end_us;
     for (int32_t d = 0; d < n; d++)
       total_bytes += (double)bytes_src_dst[(int64_t)r * n + d];
-    const port_bytes pb = rank_ports(scenario, plan, bytes_src_dst, r);
-    const int64_t nvl = pb.nvlink_out > pb.nvlink_in ? pb.nvlink_out : pb.nvlink_in;
-    const int64_t nic = pb.nic_out > pb.nic_in ? pb.nic_out : pb.nic_in;
-    const double nvl_us = (double)nvl / (c->nvlink_GBps * 1e3);
-    const double nic_us = (double)nic / (c->nic_GBps * 1e3);
-    if (nvl_us > worst_port_us) {
-      worst_port_us = nvl_us;
-      worst_port_bytes = (double)nvl;
-      *link = "NVLink";
-    }
-    if (nic_us > worst_port_us) {
-      worst_port_us = nic_us;
-      worst_port_bytes = (double)nic;
-      *link = "NIC";
+    const ep_fabric_gpu *gpu = &fabric->gpus[r];
+    for (int32_t i = gpu->first_port; i < gpu->first_port + gpu->n_ports; i++) {
+      const ep_fabric_port *p = &fabric->ports[i];
+      const int64_t b = port_out[i] > port_in[i] ? port_out[i] : port_in[i];
+      const double us = (double)b / (fabric->links[p->link].bw_GBps * 1e3);
+      if (us > worst_port_us) {
+        worst_port_us = us;
+        worst_port_bytes = (double)b;
+        *link = ep_port_class_name(p->port_class);
+      }
     }
   }
   const double makespan_us = t1 - t0;
@@ -130,12 +102,24 @@ ep_status ep_summary_compute(const ep_scenario *scenario, const ep_plan *plan,
       out->layer_us > 0.0 ? (double)plan->tokens_per_rank / (out->layer_us * 1e-6) : 0.0;
   out->load_imbalance = sum_tokens > 0 ? (double)max_tokens * n / (double)sum_tokens : 0.0;
   out->drop_rate = plan->n_routed > 0 ? (double)plan->n_dropped / (double)plan->n_routed : 0.0;
-  a2a_bandwidth(scenario, plan, timelines, EP_PHASE_DISPATCH, plan->dispatch_bytes_src_dst,
-                &out->algbw_GBps[0], &out->busbw_GBps[0], &out->bottleneck_GBps[0],
+  /* Which port each (src, dst) byte count loads, and that port's bandwidth. */
+  ep_fabric fabric;
+  ep_status st = ep_fabric_init(&fabric, &scenario->cluster, n);
+  if (st != EP_OK)
+    return st;
+  int64_t *port_bytes = malloc(2 * (size_t)fabric.n_ports * sizeof *port_bytes);
+  if (!port_bytes) {
+    ep_fabric_free(&fabric);
+    return EP_ERR_NOMEM;
+  }
+  a2a_bandwidth(&fabric, plan, timelines, EP_PHASE_DISPATCH, plan->dispatch_bytes_src_dst,
+                port_bytes, &out->algbw_GBps[0], &out->busbw_GBps[0], &out->bottleneck_GBps[0],
                 &out->bottleneck_link[0]);
-  a2a_bandwidth(scenario, plan, timelines, EP_PHASE_COMBINE, plan->combine_bytes_src_dst,
+  a2a_bandwidth(&fabric, plan, timelines, EP_PHASE_COMBINE, plan->combine_bytes_src_dst, port_bytes,
                 &out->algbw_GBps[1], &out->busbw_GBps[1], &out->bottleneck_GBps[1],
                 &out->bottleneck_link[1]);
+  free(port_bytes);
+  ep_fabric_free(&fabric);
   return EP_OK;
 }
 

@@ -32,11 +32,11 @@ typedef struct ep_summary {
   /* Bandwidths per all-to-all, over its makespan (max end - min start), GB/s = 1e9 B/s:
    * algbw = mean bytes per rank, local copies included, / makespan and
    * busbw = algbw * (n-1)/n, as nccl-tests defines them for all-to-all;
-   * bottleneck = bytes through the bottleneck port (the NVLink or NIC port, in
-   * either direction, with the largest bytes / port bandwidth) / makespan, as
-   * DeepEP's normal kernels report. */
+   * bottleneck = bytes through the bottleneck port (the fabric port of a GPU,
+   * NVLink or NIC, in either direction, with the largest bytes / port
+   * bandwidth) / makespan, as DeepEP's normal kernels report. */
   double algbw_GBps[2], busbw_GBps[2], bottleneck_GBps[2]; /* [0] dispatch, [1] combine */
-  const char *bottleneck_link[2];                          /* "NVLink" or "NIC" */
+  const char *bottleneck_link[2]; /* ep_port_class_name: "NVLink" or "NIC" */
 } ep_summary;
 
 ep_status ep_summary_compute(const ep_scenario *scenario, const ep_plan *plan,
