@@ -174,15 +174,6 @@ ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
     }                                                                                              \
   } while (0)
 #endif
-/* Status-returning calls (ep_*): they log themselves; propagate. */
-#ifndef EP_TRY
-#define EP_TRY(call)                                                                               \
-  do {                                                                                             \
-    st = (call);                                                                                   \
-    if (st != EP_OK)                                                                               \
-      goto fail;                                                                                   \
-  } while (0)
-#endif
 
 #ifdef __cplusplus
 }
