@@ -506,7 +506,7 @@ fail:
 }
 
 extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg,
-                                        int64_t n_tokens, int32_t hidden, ep_moe_dtype dtype,
+                                        int64_t n_tokens, int32_t hidden, ep_dtype dtype,
                                         const void *d_x, const void *d_w_gate, const float *d_bias,
                                         float *d_logits, float *d_scores, int32_t *d_experts,
                                         float *d_weights)
@@ -517,7 +517,7 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
   if ((st = ep_moe_router_cfg_check(cfg)) != EP_OK)
     return st;
   if (n_tokens < 0 || n_tokens > INT_MAX || hidden < 1 ||
-      (dtype != EP_MOE_DTYPE_F32 && dtype != EP_MOE_DTYPE_BF16) ||
+      (dtype != EP_DTYPE_F32 && dtype != EP_DTYPE_BF16) ||
       (n_tokens > 0 && (!d_x || !d_w_gate || !d_experts))) {
     ep_log_error("ep_moe_cuda_router: bad argument (n_tokens %lld, hidden %d)", (long long)n_tokens,
                  (int)hidden);
@@ -533,7 +533,7 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
       logits = (float *)ws;
     }
     const float one = 1.0f, zero = 0.0f;
-    cudaDataType_t in_type = dtype == EP_MOE_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t in_type = dtype == EP_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     /* Row-major logits[t, e] = sum_i x[t, i] w[e, i] is the column-major
      * product W^T(T) · X(N) of shape [n_experts, n_tokens]. */
     EP_CUBLAS_TRY(cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cfg->n_experts, (int)n_tokens,
@@ -876,9 +876,9 @@ extern "C" ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens,
                                     n_slots, d_x, d_slot, d_x_perm);
   if (st != EP_OK)
     return st;
-  if (hidden % EP_MOE_FP8_BLOCK != 0 || (n_tokens > 0 && n_slots > 0 && !d_scales)) {
+  if (hidden % EP_FP8_BLOCK != 0 || (n_tokens > 0 && n_slots > 0 && !d_scales)) {
     ep_log_error("ep_moe_cuda_permute_fp8: hidden %d must be a multiple of %d, scales non-NULL",
-                 (int)hidden, EP_MOE_FP8_BLOCK);
+                 (int)hidden, EP_FP8_BLOCK);
     return EP_ERR_INVALID;
   }
   if (n_tokens == 0 || n_slots == 0)

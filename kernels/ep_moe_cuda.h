@@ -80,9 +80,9 @@ ep_status ep_moe_cuda_router_select(ep_moe_cuda *ctx, const ep_moe_router_cfg *c
  * d_logits: [out] [n_tokens * n_experts] float, or NULL (context workspace);
  * the rest as ep_moe_cuda_router_select. */
 ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg, int64_t n_tokens,
-                             int32_t hidden, ep_moe_dtype dtype, const void *d_x,
-                             const void *d_w_gate, const float *d_bias, float *d_logits,
-                             float *d_scores, int32_t *d_experts, float *d_weights);
+                             int32_t hidden, ep_dtype dtype, const void *d_x, const void *d_w_gate,
+                             const float *d_bias, float *d_logits, float *d_scores,
+                             int32_t *d_experts, float *d_weights);
 
 /* ---- dispatch layout ---------------------------------------------------- */
 

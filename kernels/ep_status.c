@@ -9,8 +9,8 @@
 /* Messages up to this long are formatted on the stack; longer ones on the heap. */
 #define EP__LOG_STACK_BYTES 1024
 
-static ep_log_sink ep__log_sink;
-static void *ep__log_user;
+static ep_log_sink log_sink;
+static void *log_user;
 
 const char *ep_status_name(ep_status status)
 {
@@ -38,8 +38,8 @@ const char *ep_status_str(ep_status status)
 
 void ep_log_set_sink(ep_log_sink sink, void *user)
 {
-  ep__log_sink = sink;
-  ep__log_user = sink ? user : NULL;
+  log_sink = sink;
+  log_user = sink ? user : NULL;
 }
 
 void ep_log_error(const char *fmt, ...)
@@ -62,8 +62,8 @@ void ep_log_error(const char *fmt, ...)
     }
   }
   va_end(ap2);
-  if (ep__log_sink)
-    ep__log_sink(ep__log_user, msg);
+  if (log_sink)
+    log_sink(log_user, msg);
   else
     fprintf(stderr, "epsim: error: %s\n", msg);
   if (msg != stack)

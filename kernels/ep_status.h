@@ -5,6 +5,10 @@
 #ifndef EP_STATUS_H
 #define EP_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define EP_STATUS_TABLE(X)                                                                         \
   X(EP_OK, "ok")                                                                                   \
   X(EP_ERR_INVALID, "invalid argument")                                                            \
@@ -59,5 +63,9 @@ void ep_log_set_sink(ep_log_sink sink, void *user);
  * errors this way (with the call, file and line where that helps) and returns
  * a status. */
 void ep_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -32,13 +32,13 @@ __global__ static void fp8_to_bf16_rows_kernel(int64_t n_rows, int32_t hidden, c
   const int64_t row = blockIdx.x;
   if (row >= n_rows)
     return;
-  const int32_t nb = hidden / EP_MOE_FP8_BLOCK;
+  const int32_t nb = hidden / EP_FP8_BLOCK;
   const uint2 *qi = reinterpret_cast<const uint2 *>(q + row * hidden);
   const float *si = scales + row * nb;
   uint4 *dst = reinterpret_cast<uint4 *>(out + (int64_t)slot[row] * hidden);
   for (int32_t v = threadIdx.x; v < hidden / 8; v += blockDim.x) {
     const uint2 in = qi[v];
-    const float scale = si[v * 8 / EP_MOE_FP8_BLOCK];
+    const float scale = si[v * 8 / EP_FP8_BLOCK];
     unsigned bytes[2] = {in.x, in.y};
     unsigned packed[4];
     for (int i = 0; i < 8; i++) {
@@ -70,7 +70,7 @@ extern "C" ep_status ep_real_cuda_fp8_to_bf16_rows(void *stream, int64_t n_rows,
                                                    const ep_fp8 *d_q, const float *d_scales,
                                                    const int32_t *d_slot, ep_bf16 *d_out)
 {
-  if (n_rows < 0 || hidden <= 0 || hidden % EP_MOE_FP8_BLOCK != 0 || n_rows > 2147483647)
+  if (n_rows < 0 || hidden <= 0 || hidden % EP_FP8_BLOCK != 0 || n_rows > 2147483647)
     return EP_ERR_INVALID;
   if (n_rows == 0)
     return EP_OK;

@@ -286,8 +286,8 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   b->tpr = plan->tokens_per_rank;
   b->n_send = rk->layout.n_send;
   b->n_recv = rk->n_recv_planned;
-  const int fp8 = rk->wire == EP_REAL_WIRE_FP8;
-  const int64_t nb = h / EP_MOE_FP8_BLOCK;
+  const int fp8 = rk->wire == EP_DTYPE_FP8;
+  const int64_t nb = h / EP_FP8_BLOCK;
   const size_t w13_elems = (size_t)2 * (size_t)im * (size_t)h, w2_elems = (size_t)h * (size_t)im;
 
   int size = 0;
@@ -596,8 +596,8 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
                                      sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
                                      b->stream));
   const ep_exchange_layout *L = &rk->layout;
-  if (rk->wire == EP_REAL_WIRE_FP8) {
-    const int64_t nb = b->hidden / EP_MOE_FP8_BLOCK;
+  if (rk->wire == EP_DTYPE_FP8) {
+    const int64_t nb = b->hidden / EP_FP8_BLOCK;
     EP_REP_TRY(rank, "ep_moe_cuda_permute_fp8",
                ep_moe_cuda_permute_fp8(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
                                        b->d_copy_send_slot, b->d_send_q, b->d_send_sc));

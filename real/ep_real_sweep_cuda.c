@@ -88,8 +88,8 @@ static ep_status launch(cuda_sweep *c, const ep_sweep_point *pt, dev_bufs *d, co
     return ep_moe_cuda_combine(c->moe, pt->tokens, pt->top_k, pt->hidden, pt->rows, d->y, d->slot,
                                d->weights, d->out);
   case EP_SWEEP_ROUTER:
-    return ep_moe_cuda_router(c->moe, rc, pt->tokens, pt->hidden, EP_MOE_DTYPE_BF16, d->x,
-                              d->w_gate, NULL, NULL, d->scores, d->routed, d->weights);
+    return ep_moe_cuda_router(c->moe, rc, pt->tokens, pt->hidden, EP_DTYPE_BF16, d->x, d->w_gate,
+                              NULL, NULL, d->scores, d->routed, d->weights);
   case EP_SWEEP_KERNEL_COUNT:
     break;
   }
@@ -141,7 +141,7 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
     break;
   }
   case EP_SWEEP_PERMUTE_FP8: {
-    const size_t nb = rows * (h / EP_MOE_FP8_BLOCK);
+    const size_t nb = rows * (h / EP_FP8_BLOCK);
     q_want = malloc(rows * h);
     q_got = malloc(rows * h);
     f_want = malloc(sizeof(float) * nb);
@@ -311,7 +311,7 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
     /* The input is x's first rows rows; y is the output. */
   } else if (pt->kernel == EP_SWEEP_PERMUTE_FP8) {
     SW_CUDA_TRY(cudaMalloc((void **)&d.q, rows * h));
-    SW_CUDA_TRY(cudaMalloc((void **)&d.scales, sizeof(float) * rows * (h / EP_MOE_FP8_BLOCK)));
+    SW_CUDA_TRY(cudaMalloc((void **)&d.scales, sizeof(float) * rows * (h / EP_FP8_BLOCK)));
   } else if (pt->kernel == EP_SWEEP_ROUTER) {
     SW_CUDA_TRY(cudaMalloc((void **)&d.w_gate, sizeof(ep_bf16) * (size_t)pt->n_experts * h));
     SW_CUDA_TRY(cudaMalloc((void **)&d.scores, sizeof(float) * tok * (size_t)pt->n_experts));

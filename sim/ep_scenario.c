@@ -72,14 +72,12 @@ typedef struct ep__keydef {
 /* Name lengths fit ep_model_cfg.name. */
 #define EP__NAME_MAX 63
 
-static const char *const ep__dtypes[] = {"bf16", "fp8", NULL}; /* index = ep_dtype */
 static const char *const ep__placements[] = {"contiguous", "round_robin", NULL};
 static const char *const ep__routings[] = {"uniform", "zipf", "hot", NULL};
 static const char *const ep__fabrics[] = {"nonblocking", NULL};
 static const char *const ep__dispatches[] = {"direct", NULL};
 static const char *const ep__flows[] = {"auto", "pair", "port", NULL};
 
-_Static_assert(EP_DTYPE_BF16 == 0 && EP_DTYPE_FP8 == 1, "ep__dtypes order");
 _Static_assert(EP_PLACEMENT_CONTIGUOUS == 0 && EP_PLACEMENT_ROUND_ROBIN == 1, "placement order");
 _Static_assert(EP_ROUTING_UNIFORM == 0 && EP_ROUTING_ZIPF == 1 && EP_ROUTING_HOT == 2,
                "routing order");
@@ -108,8 +106,8 @@ static const ep__keydef ep__keys[K_COUNT] = {
     [K_HIDDEN] = EP__INT(S_MODEL, "hidden", 1, 1048576, "integer 1..1048576"),
     [K_MOE_INTERMEDIATE] = EP__INT(S_MODEL, "moe_intermediate", 1, 1048576, "integer 1..1048576"),
     [K_N_SHARED] = EP__INT(S_MODEL, "n_shared_experts", 0, 1024, "integer 0..1024"),
-    [K_DISPATCH_DTYPE] = EP__ENUM(S_MODEL, "dispatch_dtype", ep__dtypes),
-    [K_COMBINE_DTYPE] = EP__ENUM(S_MODEL, "combine_dtype", ep__dtypes),
+    [K_DISPATCH_DTYPE] = EP__ENUM(S_MODEL, "dispatch_dtype", ep_dtype_payload_names),
+    [K_COMBINE_DTYPE] = EP__ENUM(S_MODEL, "combine_dtype", ep_dtype_payload_names),
     [K_PRESET] = EP__ENUM(S_CLUSTER, "preset", ep_cluster_preset_names),
     [K_NODES] = EP__INT(S_CLUSTER, "nodes", 1, 65536, "integer 1..65536"),
     [K_RACKS] = EP__INT(S_CLUSTER, "racks", 1, 65536, "integer 1..65536"),
@@ -801,6 +799,19 @@ static void ep__check(ep__ctx *c, ep_scenario *sc)
     snprintf(valid, sizeof valid, "integer 1..%" PRId64, key[K_N_EXPERTS].i);
     ep__error(c, key[K_TOP_K].key_pos, ep__dotted(K_TOP_K, dotted, sizeof dotted), valid,
               "top_k %" PRId64 " exceeds n_experts %" PRId64, key[K_TOP_K].i, key[K_N_EXPERTS].i);
+  }
+
+  /* A row's size must exist for the payload dtype (fp8 scales whole blocks). */
+  const ep__key dtype_keys[] = {K_DISPATCH_DTYPE, K_COMBINE_DTYPE};
+  for (size_t i = 0; i < sizeof dtype_keys / sizeof dtype_keys[0]; i++) {
+    const ep__key k = dtype_keys[i];
+    if (EP__OK(k) && EP__OK(K_HIDDEN) &&
+        ep_dtype_bytes_per_token((ep_dtype)key[k].e, (int32_t)key[K_HIDDEN].i) < 0) {
+      snprintf(valid, sizeof valid, "bf16, or hidden a multiple of %d", EP_FP8_BLOCK);
+      ep__error(c, key[k].val_pos, ep__dotted(k, dotted, sizeof dotted), valid,
+                "%s needs hidden a multiple of %d, hidden is %" PRId64, key[k].text, EP_FP8_BLOCK,
+                key[K_HIDDEN].i);
+    }
   }
 
   int cluster_ok = ep__resolve_cluster(c, &sc->cluster);

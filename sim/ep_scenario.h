@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "ep_cost.h"
+#include "ep_dtype.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
 #include "ep_routing.h"

@@ -1,7 +1,7 @@
-/* Tests for kernels/: placement tables, expert popularity, the Gumbel-top-k router
- * (properties, determinism, and statistical agreement with a brute-force reference
- * that draws every expert's Gumbel), and the dispatch plan against brute-force counts
- * and an independent capacity admission. */
+/* Tests for kernels/: the dtype table, placement tables, expert popularity, the
+ * Gumbel-top-k router (properties, determinism, and statistical agreement with a
+ * brute-force reference that draws every expert's Gumbel), and the dispatch plan
+ * against brute-force counts and an independent capacity admission. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -9,10 +9,52 @@
 #include <string.h>
 
 #include "check.h"
+#include "ep_dtype.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
 #include "ep_rng.h"
 #include "ep_routing.h"
+
+/* ---------- dtypes ---------- */
+
+static void test_dtype(void)
+{
+  CHECK_EQ_INT(EP_DTYPE_COUNT, 3);
+  CHECK_EQ_INT(EP_DTYPE_PAYLOAD_COUNT, 2);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_BF16), 2);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_FP8), 1);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_F32), 4);
+  CHECK_EQ_INT(ep_dtype_element_bytes((ep_dtype)EP_DTYPE_COUNT), 0);
+  /* DeepEP's numbers: 7168 bf16 values, or 7168 e4m3 values + 56 fp32 scales. */
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 7168), 14336);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 7168), 7392);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 128), 132);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_F32, 100), 400);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 100), 200);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 100), -1); /* partial scale block */
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 7168 + 64), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 0), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, -128), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token((ep_dtype)EP_DTYPE_COUNT, 128), -1);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_BF16), "bf16") == 0);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_FP8), "fp8") == 0);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_F32), "f32") == 0);
+  CHECK(strcmp(ep_dtype_name((ep_dtype)-1), "unknown") == 0);
+  /* Names round-trip; the payload list is the table's prefix, NULL-terminated. */
+  for (int d = 0; d < EP_DTYPE_COUNT; d++) {
+    ep_dtype got = (ep_dtype)-1;
+    CHECK_EQ_INT(ep_dtype_from_name(ep_dtype_name((ep_dtype)d), &got), EP_OK);
+    CHECK_EQ_INT(got, d);
+    if (d < EP_DTYPE_PAYLOAD_COUNT)
+      CHECK(strcmp(ep_dtype_payload_names[d], ep_dtype_name((ep_dtype)d)) == 0);
+  }
+  CHECK(ep_dtype_payload_names[EP_DTYPE_PAYLOAD_COUNT] == NULL);
+  ep_dtype kept = EP_DTYPE_FP8;
+  CHECK_EQ_INT(ep_dtype_from_name("BF16", &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_dtype_from_name("fp16", &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_dtype_from_name(NULL, &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(kept, EP_DTYPE_FP8);
+}
 
 /* ---------- placement ---------- */
 
@@ -699,6 +741,7 @@ static void test_plan(void)
 
 int main(void)
 {
+  test_dtype();
   test_placement();
   test_expert_probs();
   test_router_properties();

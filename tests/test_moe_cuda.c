@@ -203,11 +203,11 @@ fail:
 /* ---- router ------------------------------------------------------------- */
 
 static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg, int64_t T,
-                                  int32_t H, ep_moe_dtype dtype, int with_bias, uint64_t seed)
+                                  int32_t H, ep_dtype dtype, int with_bias, uint64_t seed)
 {
   ep_status st = EP_OK;
   const int32_t E = cfg->n_experts, K = cfg->top_k;
-  const size_t esz = dtype == EP_MOE_DTYPE_BF16 ? sizeof(ep_bf16) : sizeof(float);
+  const size_t esz = dtype == EP_DTYPE_BF16 ? sizeof(ep_bf16) : sizeof(float);
   void *h_x = host_alloc(esz * (size_t)(T * H)), *h_w = host_alloc(esz * (size_t)E * H);
   float *h_bias = host_alloc(sizeof(float) * (size_t)E);
   float *g_logits = host_alloc(sizeof(float) * (size_t)(T * E)),
@@ -230,7 +230,7 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
   }
   /* Logit spread of a few units, like a trained gate. */
   const float wscale = 3.0f / sqrtf((float)H);
-  if (dtype == EP_MOE_DTYPE_BF16) {
+  if (dtype == EP_DTYPE_BF16) {
     ep_moe_fill_uniform_bf16(h_x, T * H, seed, -1.0f, 1.0f);
     ep_moe_fill_uniform_bf16(h_w, (int64_t)E * H, seed + 1, -wscale, wscale);
   } else {
@@ -278,7 +278,7 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
       printf("router E=%d k=%d groups %d/%d %s %s%s: logits err %.1e, scores err %.1e\n", (int)E,
              (int)K, (int)cfg->topk_groups, (int)cfg->n_groups,
              cfg->score_fn == EP_MOE_SCORE_SIGMOID ? "sigmoid" : "softmax",
-             dtype == EP_MOE_DTYPE_BF16 ? "bf16" : "f32", with_bias ? " bias" : "", logit_err,
+             dtype == EP_DTYPE_BF16 ? "bf16" : "f32", with_bias ? " bias" : "", logit_err,
              score_err);
   }
   /* Workspace path (no logits or scores out) selects the same experts. */
@@ -332,15 +332,15 @@ static ep_status test_router(ep_moe_cuda *ctx)
   const ep_moe_router_cfg huge = {4096, 8, 64, 8, EP_MOE_SCORE_SIGMOID, 1, 2.5f};
   /* top_k = EP_MOE_MAX_TOP_K; softmax over 128 experts stays within the 1e-5 score bound. */
   const ep_moe_router_cfg top64 = {128, 64, 4, 4, EP_MOE_SCORE_SOFTMAX, 1, 1.0f};
-  EP_TRY(test_router_case(ctx, &dsv3, 333, 512, EP_MOE_DTYPE_BF16, 1, 100));
-  EP_TRY(test_router_case(ctx, &dsv3, 97, 256, EP_MOE_DTYPE_F32, 0, 110));
-  EP_TRY(test_router_case(ctx, &plain, 257, 96, EP_MOE_DTYPE_F32, 0, 120));
-  EP_TRY(test_router_case(ctx, &g10, 100, 64, EP_MOE_DTYPE_F32, 1, 130));
-  EP_TRY(test_router_case(ctx, &single, 65, 32, EP_MOE_DTYPE_BF16, 1, 140));
-  EP_TRY(test_router_case(ctx, &wide, 70, 128, EP_MOE_DTYPE_BF16, 1, 150));
-  EP_TRY(test_router_case(ctx, &huge, 9, 64, EP_MOE_DTYPE_BF16, 1, 160));
-  EP_TRY(test_router_case(ctx, &top64, 33, 64, EP_MOE_DTYPE_F32, 0, 170));
-  EP_TRY(test_router_case(ctx, &dsv3, 1, 64, EP_MOE_DTYPE_BF16, 1, 180)); /* 3 idle warps */
+  EP_TRY(test_router_case(ctx, &dsv3, 333, 512, EP_DTYPE_BF16, 1, 100));
+  EP_TRY(test_router_case(ctx, &dsv3, 97, 256, EP_DTYPE_F32, 0, 110));
+  EP_TRY(test_router_case(ctx, &plain, 257, 96, EP_DTYPE_F32, 0, 120));
+  EP_TRY(test_router_case(ctx, &g10, 100, 64, EP_DTYPE_F32, 1, 130));
+  EP_TRY(test_router_case(ctx, &single, 65, 32, EP_DTYPE_BF16, 1, 140));
+  EP_TRY(test_router_case(ctx, &wide, 70, 128, EP_DTYPE_BF16, 1, 150));
+  EP_TRY(test_router_case(ctx, &huge, 9, 64, EP_DTYPE_BF16, 1, 160));
+  EP_TRY(test_router_case(ctx, &top64, 33, 64, EP_DTYPE_F32, 0, 170));
+  EP_TRY(test_router_case(ctx, &dsv3, 1, 64, EP_DTYPE_BF16, 1, 180)); /* 3 idle warps */
 fail:
   return st;
 }
@@ -447,7 +447,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
   ep_rng rng;
   ep_rng_seed(&rng, seed, 0);
   const int64_t C = T * K;
-  const int fp8 = H % EP_MOE_FP8_BLOCK == 0;
+  const int fp8 = H % EP_FP8_BLOCK == 0;
   int32_t *ex = host_alloc(sizeof(int32_t) * (size_t)C),
           *slot = host_alloc(sizeof(int32_t) * (size_t)C);
   int32_t *counts = host_alloc(sizeof(int32_t) * (size_t)E),
@@ -471,7 +471,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
   EP_TRY(ep_moe_layout_ref(C, E, ex, counts, off, slot, NULL));
   /* Three spare rows that no copy maps to: they must keep their poison. */
   const int64_t S = off[E] + 3;
-  const int64_t nsb = H / EP_MOE_FP8_BLOCK;
+  const int64_t nsb = H / EP_FP8_BLOCK;
   g_perm = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
   r_perm = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
   y = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
@@ -486,7 +486,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
     goto fail;
   }
   ep_moe_fill_uniform_bf16(x, T * H, seed + 1, -4.0f, 4.0f);
-  for (int64_t i = 0; i < H && i < EP_MOE_FP8_BLOCK; i++)
+  for (int64_t i = 0; i < H && i < EP_FP8_BLOCK; i++)
     x[i] = 0; /* token 0's first block is all zero (fp8 amax floor) */
   ep_moe_fill_uniform_bf16(y, S * H, seed + 2, -2.0f, 2.0f);
   ep_moe_fill_uniform_f32(w, C, seed + 3, 0.0f, 1.0f);

@@ -165,11 +165,11 @@ static void test_gate_logits(void)
   }
   const float want[4] = {-2, 12, -5, 6};
   float got[4];
-  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_MOE_DTYPE_F32, x, w, got), EP_OK);
+  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_DTYPE_F32, x, w, got), EP_OK);
   for (int i = 0; i < 4; i++)
     CHECK(got[i] == want[i]);
   memset(got, 0, sizeof got);
-  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_MOE_DTYPE_BF16, xb, wb, got), EP_OK);
+  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_DTYPE_BF16, xb, wb, got), EP_OK);
   for (int i = 0; i < 4; i++)
     CHECK(got[i] == want[i]);
 }
@@ -336,7 +336,7 @@ static void test_router_full_and_cfg(void)
   ep_moe_fill_uniform_f32(x, T * H, 1, -1.0f, 1.0f);
   ep_moe_fill_uniform_f32(wg, E * H, 2, -0.5f, 0.5f);
   ep_moe_fill_uniform_f32(bias, E, 3, -0.05f, 0.05f);
-  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_MOE_DTYPE_F32, x, wg, bias, logits, scores, ex, w),
+  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_DTYPE_F32, x, wg, bias, logits, scores, ex, w),
                EP_OK);
   CHECK_EQ_INT(ep_moe_router_scores_ref(cfg.score_fn, T, E, logits, s2), EP_OK);
   CHECK(memcmp(scores, s2, sizeof s2) == 0);
@@ -344,7 +344,7 @@ static void test_router_full_and_cfg(void)
   CHECK(memcmp(ex, ex2, sizeof ex) == 0 && memcmp(w, w2, sizeof w) == 0);
   /* NULL scratch gives the same answer. */
   memset(ex2, 0xff, sizeof ex2);
-  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_MOE_DTYPE_F32, x, wg, bias, NULL, NULL, ex2, NULL),
+  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_DTYPE_F32, x, wg, bias, NULL, NULL, ex2, NULL),
                EP_OK);
   CHECK(memcmp(ex, ex2, sizeof ex) == 0);
 

@@ -492,6 +492,11 @@ static void test_type_errors(void)
              "7:19: model.dispatch_dtype: unknown value 'fp16' (valid: bf16, fp8)");
   EXPECT_ONE(MODEL "  combine_dtype: BF16\n" CLUSTER PARALLEL WORKLOAD,
              "7:18: model.combine_dtype: unknown value 'BF16' (valid: bf16, fp8)");
+  /* fp8 rows scale whole 128-element blocks. */
+  EXPECT_ONE("model:\n  name: test\n  n_experts: 16\n  top_k: 2\n  hidden: 1000\n"
+             "  moe_intermediate: 512\n  combine_dtype: fp8\n" CLUSTER PARALLEL WORKLOAD,
+             "7:18: model.combine_dtype: fp8 needs hidden a multiple of 128, hidden is 1000 "
+             "(valid: bf16, or hidden a multiple of 128)");
   EXPECT_ONE(HEAD "  placement: random\n" WORKLOAD,
              "12:14: parallel.placement: unknown value 'random' (valid: contiguous, round_robin)");
   EXPECT_ONE(BASE "policy:\n  dispatch: two_shot\n",
