@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 
 #define EP__FULL_MASK 0xffffffffu

@@ -146,35 +146,6 @@ ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
                               int64_t n_slots, const ep_bf16 *d_y, const int32_t *d_slot,
                               const float *d_weights, ep_bf16 *d_out);
 
-/* Error-checking macros for code that includes the CUDA runtime (cuBLAS)
- * headers before this one: log the call, function, file:line and the error
- * string, set `st = EP_ERR_BACKEND` and `goto fail`. The caller declares
- * `ep_status st` and a `fail:` label that cleans up. */
-#if defined(CUDART_VERSION)
-#define EP_CUDA_TRY(call)                                                                          \
-  do {                                                                                             \
-    cudaError_t ep_cuda_err_ = (call);                                                             \
-    if (ep_cuda_err_ != cudaSuccess) {                                                             \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cudaGetErrorString(ep_cuda_err_));                                              \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
-#endif
-#if defined(CUBLAS_VER_MAJOR)
-#define EP_CUBLAS_TRY(call)                                                                        \
-  do {                                                                                             \
-    cublasStatus_t ep_cublas_err_ = (call);                                                        \
-    if (ep_cublas_err_ != CUBLAS_STATUS_SUCCESS) {                                                 \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cublasGetStatusString(ep_cublas_err_));                                         \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
-#endif
-
 #ifdef __cplusplus
 }
 #endif

@@ -5,17 +5,8 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include "ep_cuda_check.h"
 #include "ep_real_cuda.h"
-
-static ep_status launch_status(const char *what)
-{
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    ep_log_error("%s launch failed: %s", what, cudaGetErrorString(err));
-    return EP_ERR_BACKEND;
-  }
-  return EP_OK;
-}
 
 __device__ static float bf16_to_f32(ep_bf16 v)
 {
@@ -70,6 +61,7 @@ extern "C" ep_status ep_real_cuda_fp8_to_bf16_rows(void *stream, int64_t n_rows,
                                                    const ep_fp8 *d_q, const float *d_scales,
                                                    const int32_t *d_slot, ep_bf16 *d_out)
 {
+  ep_status st = EP_OK;
   if (n_rows < 0 || hidden <= 0 || hidden % EP_FP8_BLOCK != 0 || n_rows > 2147483647)
     return EP_ERR_INVALID;
   if (n_rows == 0)
@@ -77,28 +69,36 @@ extern "C" ep_status ep_real_cuda_fp8_to_bf16_rows(void *stream, int64_t n_rows,
   /* 7168 / 8 = 896 vectors: 128 threads take 7 each. */
   fp8_to_bf16_rows_kernel<<<(unsigned)n_rows, 128, 0, (cudaStream_t)stream>>>(
       n_rows, hidden, d_q, d_scales, d_slot, d_out);
-  return launch_status("fp8_to_bf16_rows_kernel");
+  EP_CUDA_TRY(cudaGetLastError());
+fail:
+  return st;
 }
 
 extern "C" ep_status ep_real_cuda_accumulate_bf16(void *stream, int64_t n, const ep_bf16 *d_a,
                                                   float *d_acc, int first)
 {
+  ep_status st = EP_OK;
   if (n < 0)
     return EP_ERR_INVALID;
   if (n == 0)
     return EP_OK;
   accumulate_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(n, d_a, d_acc,
                                                                                    first);
-  return launch_status("accumulate_kernel");
+  EP_CUDA_TRY(cudaGetLastError());
+fail:
+  return st;
 }
 
 extern "C" ep_status ep_real_cuda_add_bf16_f32(void *stream, int64_t n, const ep_bf16 *d_a,
                                                const float *d_b, float *d_out)
 {
+  ep_status st = EP_OK;
   if (n < 0)
     return EP_ERR_INVALID;
   if (n == 0)
     return EP_OK;
   add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(n, d_a, d_b, d_out);
-  return launch_status("add_kernel");
+  EP_CUDA_TRY(cudaGetLastError());
+fail:
+  return st;
 }

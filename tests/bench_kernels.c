@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "ep_config.h"
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_rng.h"
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_rng.h"
 
