@@ -114,6 +114,13 @@ ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t to
                                   int64_t n_slots, const ep_bf16 *d_x, const int32_t *d_slot,
                                   ep_fp8 *d_x_perm, float *d_scales);
 
+/* ep_moe_fp8_to_bf16_rows_ref on the device, bit for bit: one block per row, 8
+ * values per thread (8-byte fp8 loads, 16-byte bf16 stores; cudaMalloc bases).
+ * hidden a multiple of EP_FP8_BLOCK and n_rows <= INT32_MAX, else EP_ERR_INVALID. */
+ep_status ep_moe_cuda_fp8_to_bf16_rows(ep_moe_cuda *ctx, int64_t n_rows, int32_t hidden,
+                                       const ep_fp8 *d_q, const float *d_scales,
+                                       const int32_t *d_slot, ep_bf16 *d_out);
+
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
 /* C_e = A_e · W_e^T per expert (ep_moe_grouped_gemm_ref), bf16 in and out,
@@ -145,6 +152,13 @@ ep_status ep_moe_cuda_expert_ffn(ep_moe_cuda *ctx, ep_moe_gemm_impl impl, int32_
 ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k, int32_t hidden,
                               int64_t n_slots, const ep_bf16 *d_y, const int32_t *d_slot,
                               const float *d_weights, ep_bf16 *d_out);
+
+/* ep_moe_accumulate_bf16_ref and ep_moe_add_bf16_f32_ref on the device, bit for
+ * bit (device arrays of n elements; n < 0 is EP_ERR_INVALID). */
+ep_status ep_moe_cuda_accumulate_bf16(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a, float *d_acc,
+                                      int first);
+ep_status ep_moe_cuda_add_bf16_f32(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a,
+                                   const float *d_b, float *d_out);
 
 #ifdef __cplusplus
 }

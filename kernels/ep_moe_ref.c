@@ -458,6 +458,19 @@ ep_status ep_moe_permute_fp8_ref(int64_t n_tokens, int32_t top_k, int32_t hidden
   return EP_OK;
 }
 
+void ep_moe_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                 const float *scales, const int32_t *slot, ep_bf16 *out)
+{
+  const int32_t nb = hidden / EP_FP8_BLOCK;
+  for (int64_t i = 0; i < n_rows; i++) {
+    const ep_fp8 *qi = q + (size_t)i * (size_t)hidden;
+    const float *si = scales + (size_t)i * (size_t)nb;
+    ep_bf16 *dst = out + (size_t)slot[i] * (size_t)hidden;
+    for (int32_t j = 0; j < hidden; j++)
+      dst[j] = ep_f32_to_bf16(ep_fp8_to_f32(qi[j]) * si[j / EP_FP8_BLOCK]);
+  }
+}
+
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
 static float swiglu_f32(float g, float u)
@@ -619,4 +632,16 @@ ep_status ep_moe_combine_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, in
     }
   }
   return EP_OK;
+}
+
+void ep_moe_accumulate_bf16_ref(int64_t n, const ep_bf16 *a, float *acc, int first)
+{
+  for (int64_t i = 0; i < n; i++)
+    acc[i] = first ? ep_bf16_to_f32(a[i]) : acc[i] + ep_bf16_to_f32(a[i]);
+}
+
+void ep_moe_add_bf16_f32_ref(int64_t n, const ep_bf16 *a, const float *b, float *out)
+{
+  for (int64_t i = 0; i < n; i++)
+    out[i] = ep_bf16_to_f32(a[i]) + b[i];
 }

@@ -152,6 +152,15 @@ ep_status ep_moe_permute_fp8_ref(int64_t n_tokens, int32_t top_k, int32_t hidden
                                  const ep_bf16 *x, const int32_t *slot, ep_fp8 *x_perm,
                                  float *scales);
 
+/* fp8 rows with their block scales (as ep_moe_permute_fp8_ref writes them, or
+ * as dispatch delivers them) -> bf16 rows at new positions:
+ * out[slot[i]][j] = bf16(fp8_to_f32(q[i][j]) * scales[i][j / 128]) (one float
+ * multiply, round to nearest even). hidden must be a multiple of EP_FP8_BLOCK.
+ * q: [in] [n_rows * hidden] fp8; scales: [in] [n_rows * hidden / 128] float;
+ * slot: [in] [n_rows] distinct rows of out; out: [out] [.. * hidden] bf16. */
+void ep_moe_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                 const float *scales, const int32_t *slot, ep_bf16 *out);
+
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
 /* Grouped GEMM: for each expert e, the counts[e] rows of a starting at row
@@ -200,6 +209,14 @@ ep_status ep_moe_expert_ffn_ref(int32_t n_experts, const int32_t *counts, int32_
 ep_status ep_moe_combine_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, int64_t n_slots,
                              const ep_bf16 *y, const int32_t *slot, const float *weights,
                              ep_bf16 *out);
+
+/* The shared experts' sum: acc[i] = (first ? f32(a[i]) : acc[i] + f32(a[i]))
+ * for i < n, one float add. a: [in] [n] bf16; acc: [in/out] [n] float. */
+void ep_moe_accumulate_bf16_ref(int64_t n, const ep_bf16 *a, float *acc, int first);
+
+/* The layer output, routed combine plus shared experts: out[i] = f32(a[i]) +
+ * b[i], one float add. a: [in] [n] bf16; b: [in] [n] float; out: [out] [n] float. */
+void ep_moe_add_bf16_f32_ref(int64_t n, const ep_bf16 *a, const float *b, float *out);
 
 #ifdef __cplusplus
 }

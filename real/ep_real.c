@@ -155,19 +155,6 @@ ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape
   return m;
 }
 
-void ep_real_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
-                                  const float *scales, const int32_t *slot, ep_bf16 *out)
-{
-  const int32_t nb = hidden / EP_FP8_BLOCK;
-  for (int64_t i = 0; i < n_rows; i++) {
-    const ep_fp8 *qi = q + (size_t)i * (size_t)hidden;
-    const float *si = scales + (size_t)i * (size_t)nb;
-    ep_bf16 *dst = out + (size_t)slot[i] * (size_t)hidden;
-    for (int32_t j = 0; j < hidden; j++)
-      dst[j] = ep_f32_to_bf16(ep_fp8_to_f32(qi[j]) * si[j / EP_FP8_BLOCK]);
-  }
-}
-
 const char *ep_real_format_bytes(double bytes, char *buf, int buf_len)
 {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -64,14 +64,6 @@ typedef struct ep_real_mem {
 ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape, int32_t rank,
                                  ep_dtype wire, int on_gpu);
 
-/* fp8 rows with their block scales -> bf16 rows at new positions:
- * out[slot[i]][j] = bf16(fp8_to_f32(q[i][j]) * scales[i][j / 128]) (one float
- * multiply, round to nearest even). The C reference of ep_real_cuda_fp8_to_bf16_rows.
- * q: [in] [n_rows * hidden]; scales: [in] [n_rows * hidden / 128];
- * slot: [in] [n_rows] distinct rows of out; out: [out] [.. * hidden]. */
-void ep_real_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
-                                  const float *scales, const int32_t *slot, ep_bf16 *out);
-
 /* "1.50 GiB" style, into buf. Returns buf. */
 const char *ep_real_format_bytes(double bytes, char *buf, int buf_len);
 

@@ -256,8 +256,8 @@ static ep_status cpu_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_t
     EP_MPI_TRY(rank, MPI_Alltoallv(b->send_scales, b->send_counts, b->send_displs, b->row_scales,
                                    b->recv_scales, b->recv_counts, b->recv_displs, b->row_scales,
                                    b->comm));
-    ep_real_fp8_to_bf16_rows_ref(b->n_recv, b->hidden, b->recv_q, b->recv_scales,
-                                 rk->recv_expert_slot, b->xe);
+    ep_moe_fp8_to_bf16_rows_ref(b->n_recv, b->hidden, b->recv_q, b->recv_scales,
+                                rk->recv_expert_slot, b->xe);
   } else {
     if ((st = ep_moe_permute_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->x,
                                  rk->copy_send_slot, b->send_bf16)) != EP_OK)

@@ -16,7 +16,6 @@
 
 #include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
-#include "ep_real_cuda.h"
 #include "ep_real_mpi.h"
 
 #define EP_REP_TRY(rank, what, call)                                                               \
@@ -598,9 +597,9 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
       st = EP_ERR_BACKEND;
       goto fail;
     }
-    EP_REP_TRY(rank, "ep_real_cuda_fp8_to_bf16_rows",
-               ep_real_cuda_fp8_to_bf16_rows(b->stream, b->n_recv, b->hidden, b->d_recv_q,
-                                             b->d_recv_sc, b->d_recv_expert_slot, b->d_xe));
+    EP_REP_TRY(rank, "ep_moe_cuda_fp8_to_bf16_rows",
+               ep_moe_cuda_fp8_to_bf16_rows(b->moe, b->n_recv, b->hidden, b->d_recv_q, b->d_recv_sc,
+                                            b->d_recv_expert_slot, b->d_xe));
   } else {
     EP_REP_TRY(rank, "ep_moe_cuda_permute",
                ep_moe_cuda_permute(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
@@ -641,9 +640,9 @@ static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
                ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, 1, &tpr32, b->hidden, b->inter,
                                       b->d_x, b->d_w13_sh + (size_t)s * w13_elems,
                                       b->d_w2_sh + (size_t)s * w2_elems, b->d_shared_tmp));
-    EP_REP_TRY(rank, "ep_real_cuda_accumulate_bf16",
-               ep_real_cuda_accumulate_bf16(b->stream, b->tpr * b->hidden, b->d_shared_tmp,
-                                            b->d_shared_acc, s == 0));
+    EP_REP_TRY(rank, "ep_moe_cuda_accumulate_bf16",
+               ep_moe_cuda_accumulate_bf16(b->moe, b->tpr * b->hidden, b->d_shared_tmp,
+                                           b->d_shared_acc, s == 0));
   }
   EP_TRY(phase_end(b, EP_PHASE_EXPERT, out));
   return EP_OK;
@@ -669,9 +668,9 @@ static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   EP_REP_TRY(rank, "ep_moe_cuda_combine",
              ep_moe_cuda_combine(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_comb_recv,
                                  b->d_copy_send_slot, b->d_weights, b->d_routed));
-  EP_REP_TRY(rank, "ep_real_cuda_add_bf16_f32",
-             ep_real_cuda_add_bf16_f32(b->stream, b->tpr * b->hidden, b->d_routed, b->d_shared_acc,
-                                       b->d_out));
+  EP_REP_TRY(
+      rank, "ep_moe_cuda_add_bf16_f32",
+      ep_moe_cuda_add_bf16_f32(b->moe, b->tpr * b->hidden, b->d_routed, b->d_shared_acc, b->d_out));
   EP_TRY(phase_end(b, EP_PHASE_COMBINE, out));
   /* Kernel faults surface at the next sync; report them with this phase. */
   EP_REP_TRY(rank, "combine kernels", ep_moe_cuda_sync(b->moe));
