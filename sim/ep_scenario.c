@@ -75,7 +75,6 @@ typedef struct ep__keydef {
 static const char *const ep__placements[] = {"contiguous", "round_robin", NULL};
 static const char *const ep__routings[] = {"uniform", "zipf", "hot", NULL};
 static const char *const ep__fabrics[] = {"nonblocking", NULL};
-static const char *const ep__dispatches[] = {"direct", NULL};
 static const char *const ep__flows[] = {"auto", "pair", "port", NULL};
 
 _Static_assert(EP_PLACEMENT_CONTIGUOUS == 0 && EP_PLACEMENT_ROUND_ROBIN == 1, "placement order");
@@ -131,7 +130,7 @@ static const ep__keydef ep__keys[K_COUNT] = {
                 "integer 0..18446744073709551615"},
     [K_CAPACITY] =
         EP__NUM(S_POLICY, "capacity_factor", 0, 1, HUGE_VAL, 1, 1, "none or a number > 0"),
-    [K_DISPATCH] = EP__ENUM(S_POLICY, "dispatch", ep__dispatches),
+    [K_DISPATCH] = EP__ENUM(S_POLICY, "dispatch", ep_dispatch_names),
     [K_FLOWS] = EP__ENUM(S_SIM, "flows", ep__flows),
 };
 
@@ -888,7 +887,8 @@ static void ep__fill(const ep__ctx *c, ep_scenario *sc)
   routing.seed = key[K_SEED].present ? key[K_SEED].u : 1;
   sc->routing = routing;
   sc->capacity_factor = key[K_CAPACITY].present && key[K_CAPACITY].d > 0 ? key[K_CAPACITY].d : 0.0;
-  sc->dispatch = EP_DISPATCH_DIRECT;
+  sc->dispatch = key[K_DISPATCH].present ? ep_dispatch_find(ep_dispatch_names[key[K_DISPATCH].e])
+                                         : &ep_dispatch_direct;
   sc->flows = key[K_FLOWS].present ? (ep_flow_mode)key[K_FLOWS].e : EP_FLOWS_AUTO;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "ep_cost.h"
+#include "ep_dispatch.h"
 #include "ep_dtype.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
@@ -26,8 +27,6 @@ typedef struct ep_model_cfg {
   ep_dtype combine_dtype;
 } ep_model_cfg;
 
-typedef enum { EP_DISPATCH_DIRECT } ep_dispatch_kind;
-
 /* How the SimGrid backend turns the plan into network flows. */
 typedef enum {
   EP_FLOWS_AUTO, /* pair up to EP_FLOWS_AUTO_MAX_PAIR_GPUS GPUs, port above */
@@ -45,7 +44,8 @@ typedef struct ep_scenario {
   int64_t tokens_per_gpu;
   ep_routing_cfg routing; /* includes the seed */
   double capacity_factor; /* <= 0: none */
-  ep_dispatch_kind dispatch;
+  /* policy.dispatch: a static ep_dispatch table entry */
+  const ep_dispatch_algo_desc *dispatch;
   ep_flow_mode flows;
   uint64_t content_hash; /* FNV-1a of the file bytes and the overrides */
 } ep_scenario;

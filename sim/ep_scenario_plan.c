@@ -18,6 +18,7 @@ ep_status ep_scenario_build_plan(const ep_scenario *s, ep_router **router_out, e
             ep_dtype_bytes_per_token(s->model.dispatch_dtype, s->model.hidden),
         .combine_bytes_per_token =
             ep_dtype_bytes_per_token(s->model.combine_dtype, s->model.hidden),
+        .dispatch = s->dispatch,
     };
     st = ep_plan_build(&cfg, router, &placement, plan);
   }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ep_dispatch.h"
 #include "ep_exchange.h"
 
 typedef struct case_cfg {
@@ -38,7 +39,8 @@ static void check_case(const case_cfg *cc)
   ep_plan plan = {0};
   CHECK_EQ_INT(ep_router_init(&router, &rcfg, cc->n_experts, cc->top_k), EP_OK);
   CHECK_EQ_INT(ep_placement_init(&pl, cc->placement, cc->n_experts, cc->n_ranks), EP_OK);
-  const ep_plan_cfg pcfg = {cc->tokens_per_rank, cc->capacity_factor, 256, 256};
+  const ep_plan_cfg pcfg = {cc->tokens_per_rank, cc->capacity_factor, 256, 256,
+                            &ep_dispatch_direct};
   CHECK_EQ_INT(ep_plan_build(&pcfg, router, &pl, &plan), EP_OK);
   if (!router || plan.n_ranks != cc->n_ranks) {
     ep_plan_free(&plan);

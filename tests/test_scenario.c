@@ -176,7 +176,7 @@ static void test_bundled(void)
   CHECK_EQ_INT(l.sc.routing.kind, EP_ROUTING_UNIFORM);
   CHECK(l.sc.routing.seed == 1);
   CHECK(l.sc.capacity_factor <= 0.0);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
   loaded_free(&l);
 
@@ -244,7 +244,7 @@ static void test_defaults(void)
   CHECK(l.sc.routing.zipf_exponent == 1.0);
   CHECK(l.sc.routing.seed == 1);
   CHECK(l.sc.capacity_factor <= 0.0);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
   check_preset_cluster(&l.sc.cluster, "hgx-h100", 2);
   loaded_free(&l);
@@ -328,7 +328,7 @@ static void test_all_keys(void)
   CHECK(l.sc.routing.zipf_exponent == 1.25);
   CHECK(l.sc.routing.seed == UINT64_MAX);
   CHECK(l.sc.capacity_factor == 1.5);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_PORT);
   loaded_free(&l);
 
