@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 
 #define EP__FULL_MASK 0xffffffffu
@@ -506,7 +507,7 @@ fail:
 }
 
 extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg,
-                                        int64_t n_tokens, int32_t hidden, ep_moe_dtype dtype,
+                                        int64_t n_tokens, int32_t hidden, ep_dtype dtype,
                                         const void *d_x, const void *d_w_gate, const float *d_bias,
                                         float *d_logits, float *d_scores, int32_t *d_experts,
                                         float *d_weights)
@@ -517,7 +518,7 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
   if ((st = ep_moe_router_cfg_check(cfg)) != EP_OK)
     return st;
   if (n_tokens < 0 || n_tokens > INT_MAX || hidden < 1 ||
-      (dtype != EP_MOE_DTYPE_F32 && dtype != EP_MOE_DTYPE_BF16) ||
+      (dtype != EP_DTYPE_F32 && dtype != EP_DTYPE_BF16) ||
       (n_tokens > 0 && (!d_x || !d_w_gate || !d_experts))) {
     ep_log_error("ep_moe_cuda_router: bad argument (n_tokens %lld, hidden %d)", (long long)n_tokens,
                  (int)hidden);
@@ -533,7 +534,7 @@ extern "C" ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cf
       logits = (float *)ws;
     }
     const float one = 1.0f, zero = 0.0f;
-    cudaDataType_t in_type = dtype == EP_MOE_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t in_type = dtype == EP_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     /* Row-major logits[t, e] = sum_i x[t, i] w[e, i] is the column-major
      * product W^T(T) · X(N) of shape [n_experts, n_tokens]. */
     EP_CUBLAS_TRY(cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, cfg->n_experts, (int)n_tokens,
@@ -876,9 +877,9 @@ extern "C" ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens,
                                     n_slots, d_x, d_slot, d_x_perm);
   if (st != EP_OK)
     return st;
-  if (hidden % EP_MOE_FP8_BLOCK != 0 || (n_tokens > 0 && n_slots > 0 && !d_scales)) {
+  if (hidden % EP_FP8_BLOCK != 0 || (n_tokens > 0 && n_slots > 0 && !d_scales)) {
     ep_log_error("ep_moe_cuda_permute_fp8: hidden %d must be a multiple of %d, scales non-NULL",
-                 (int)hidden, EP_MOE_FP8_BLOCK);
+                 (int)hidden, EP_FP8_BLOCK);
     return EP_ERR_INVALID;
   }
   if (n_tokens == 0 || n_slots == 0)
@@ -895,6 +896,60 @@ extern "C" ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens,
         d_scales);
     EP_CUDA_TRY(cudaGetLastError());
   }
+fail:
+  return st;
+}
+
+/* One row per block, 8 values per thread: an 8-byte load of fp8 and a 16-byte
+ * store of bf16 (hidden % 128 == 0 keeps both aligned, cudaMalloc the bases),
+ * so the kernel runs at copy speed inside the timed dispatch. fp8 -> float is
+ * exact, then one __fmul_rn and __float2bfloat16_rn, as the reference. */
+__global__ static void fp8_to_bf16_rows_kernel(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                               const float *scales, const int32_t *slot,
+                                               ep_bf16 *out)
+{
+  const int64_t row = blockIdx.x;
+  if (row >= n_rows)
+    return;
+  const int32_t nb = hidden / EP_FP8_BLOCK;
+  const uint2 *qi = reinterpret_cast<const uint2 *>(q + row * hidden);
+  const float *si = scales + row * nb;
+  uint4 *dst = reinterpret_cast<uint4 *>(out + (int64_t)slot[row] * hidden);
+  for (int32_t v = threadIdx.x; v < hidden / 8; v += blockDim.x) {
+    const uint2 in = qi[v];
+    const float scale = si[v * 8 / EP_FP8_BLOCK];
+    unsigned bytes[2] = {in.x, in.y};
+    unsigned packed[4];
+    for (int i = 0; i < 8; i++) {
+      __nv_fp8_e4m3 e;
+      e.__x = (unsigned char)(bytes[i / 4] >> (8 * (i % 4)));
+      const __nv_bfloat16 bv = __float2bfloat16_rn(__fmul_rn(static_cast<float>(e), scale));
+      const unsigned bits = *reinterpret_cast<const unsigned short *>(&bv);
+      packed[i / 2] = i % 2 ? packed[i / 2] | bits << 16 : bits;
+    }
+    dst[v] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
+extern "C" ep_status ep_moe_cuda_fp8_to_bf16_rows(ep_moe_cuda *ctx, int64_t n_rows, int32_t hidden,
+                                                  const ep_fp8 *d_q, const float *d_scales,
+                                                  const int32_t *d_slot, ep_bf16 *d_out)
+{
+  ep_status st = check_ctx(ctx, "ep_moe_cuda_fp8_to_bf16_rows");
+  if (st != EP_OK)
+    return st;
+  if (n_rows < 0 || hidden <= 0 || hidden % EP_FP8_BLOCK != 0 || n_rows > INT_MAX) {
+    ep_log_error("ep_moe_cuda_fp8_to_bf16_rows: bad argument (n_rows %lld, hidden %d a multiple "
+                 "of %d)",
+                 (long long)n_rows, (int)hidden, EP_FP8_BLOCK);
+    return EP_ERR_INVALID;
+  }
+  if (n_rows == 0)
+    return EP_OK;
+  /* 7168 / 8 = 896 vectors: 128 threads take 7 each. */
+  fp8_to_bf16_rows_kernel<<<(unsigned)n_rows, 128, 0, ctx->stream>>>(n_rows, hidden, d_q, d_scales,
+                                                                     d_slot, d_out);
+  EP_CUDA_TRY(cudaGetLastError());
 fail:
   return st;
 }
@@ -1022,6 +1077,56 @@ extern "C" ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int
     combine_scalar_kernel<<<token_grid(n_tokens), row_threads(hidden, 1), 0, ctx->stream>>>(
         n_tokens, top_k, hidden, n_slots, d_y, d_slot, d_weights, d_out);
   }
+  EP_CUDA_TRY(cudaGetLastError());
+fail:
+  return st;
+}
+
+__global__ static void accumulate_kernel(int64_t n, const ep_bf16 *a, float *acc, int first)
+{
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    acc[i] = first ? bf16_lo(a[i]) : __fadd_rn(acc[i], bf16_lo(a[i]));
+}
+
+__global__ static void add_kernel(int64_t n, const ep_bf16 *a, const float *b, float *out)
+{
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n)
+    out[i] = __fadd_rn(bf16_lo(a[i]), b[i]);
+}
+
+extern "C" ep_status ep_moe_cuda_accumulate_bf16(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a,
+                                                 float *d_acc, int first)
+{
+  ep_status st = check_ctx(ctx, "ep_moe_cuda_accumulate_bf16");
+  if (st != EP_OK)
+    return st;
+  if (n < 0) {
+    ep_log_error("ep_moe_cuda_accumulate_bf16: n %lld < 0", (long long)n);
+    return EP_ERR_INVALID;
+  }
+  if (n == 0)
+    return EP_OK;
+  accumulate_kernel<<<(unsigned)((n + 255) / 256), 256, 0, ctx->stream>>>(n, d_a, d_acc, first);
+  EP_CUDA_TRY(cudaGetLastError());
+fail:
+  return st;
+}
+
+extern "C" ep_status ep_moe_cuda_add_bf16_f32(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a,
+                                              const float *d_b, float *d_out)
+{
+  ep_status st = check_ctx(ctx, "ep_moe_cuda_add_bf16_f32");
+  if (st != EP_OK)
+    return st;
+  if (n < 0) {
+    ep_log_error("ep_moe_cuda_add_bf16_f32: n %lld < 0", (long long)n);
+    return EP_ERR_INVALID;
+  }
+  if (n == 0)
+    return EP_OK;
+  add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, ctx->stream>>>(n, d_a, d_b, d_out);
   EP_CUDA_TRY(cudaGetLastError());
 fail:
   return st;

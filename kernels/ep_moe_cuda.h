@@ -80,9 +80,9 @@ ep_status ep_moe_cuda_router_select(ep_moe_cuda *ctx, const ep_moe_router_cfg *c
  * d_logits: [out] [n_tokens * n_experts] float, or NULL (context workspace);
  * the rest as ep_moe_cuda_router_select. */
 ep_status ep_moe_cuda_router(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg, int64_t n_tokens,
-                             int32_t hidden, ep_moe_dtype dtype, const void *d_x,
-                             const void *d_w_gate, const float *d_bias, float *d_logits,
-                             float *d_scores, int32_t *d_experts, float *d_weights);
+                             int32_t hidden, ep_dtype dtype, const void *d_x, const void *d_w_gate,
+                             const float *d_bias, float *d_logits, float *d_scores,
+                             int32_t *d_experts, float *d_weights);
 
 /* ---- dispatch layout ---------------------------------------------------- */
 
@@ -113,6 +113,13 @@ ep_status ep_moe_cuda_permute(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
 ep_status ep_moe_cuda_permute_fp8(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k, int32_t hidden,
                                   int64_t n_slots, const ep_bf16 *d_x, const int32_t *d_slot,
                                   ep_fp8 *d_x_perm, float *d_scales);
+
+/* ep_moe_fp8_to_bf16_rows_ref on the device, bit for bit: one block per row, 8
+ * values per thread (8-byte fp8 loads, 16-byte bf16 stores; cudaMalloc bases).
+ * hidden a multiple of EP_FP8_BLOCK and n_rows <= INT32_MAX, else EP_ERR_INVALID. */
+ep_status ep_moe_cuda_fp8_to_bf16_rows(ep_moe_cuda *ctx, int64_t n_rows, int32_t hidden,
+                                       const ep_fp8 *d_q, const float *d_scales,
+                                       const int32_t *d_slot, ep_bf16 *d_out);
 
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
@@ -146,43 +153,12 @@ ep_status ep_moe_cuda_combine(ep_moe_cuda *ctx, int64_t n_tokens, int32_t top_k,
                               int64_t n_slots, const ep_bf16 *d_y, const int32_t *d_slot,
                               const float *d_weights, ep_bf16 *d_out);
 
-/* Error-checking macros for code that includes the CUDA runtime (cuBLAS)
- * headers before this one: log the call, function, file:line and the error
- * string, set `st = EP_ERR_BACKEND` and `goto fail`. The caller declares
- * `ep_status st` and a `fail:` label that cleans up. */
-#if defined(CUDART_VERSION)
-#define EP_CUDA_TRY(call)                                                                          \
-  do {                                                                                             \
-    cudaError_t ep_cuda_err_ = (call);                                                             \
-    if (ep_cuda_err_ != cudaSuccess) {                                                             \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cudaGetErrorString(ep_cuda_err_));                                              \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
-#endif
-#if defined(CUBLAS_VER_MAJOR)
-#define EP_CUBLAS_TRY(call)                                                                        \
-  do {                                                                                             \
-    cublasStatus_t ep_cublas_err_ = (call);                                                        \
-    if (ep_cublas_err_ != CUBLAS_STATUS_SUCCESS) {                                                 \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cublasGetStatusString(ep_cublas_err_));                                         \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
-#endif
-/* Status-returning calls (ep_*): they log themselves; propagate. */
-#ifndef EP_TRY
-#define EP_TRY(call)                                                                               \
-  do {                                                                                             \
-    st = (call);                                                                                   \
-    if (st != EP_OK)                                                                               \
-      goto fail;                                                                                   \
-  } while (0)
-#endif
+/* ep_moe_accumulate_bf16_ref and ep_moe_add_bf16_f32_ref on the device, bit for
+ * bit (device arrays of n elements; n < 0 is EP_ERR_INVALID). */
+ep_status ep_moe_cuda_accumulate_bf16(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a, float *d_acc,
+                                      int first);
+ep_status ep_moe_cuda_add_bf16_f32(ep_moe_cuda *ctx, int64_t n, const ep_bf16 *d_a,
+                                   const float *d_b, float *d_out);
 
 #ifdef __cplusplus
 }

@@ -156,19 +156,18 @@ ep_status ep_moe_router_cfg_check(const ep_moe_router_cfg *cfg)
   return EP_OK;
 }
 
-static float load_as_f32(ep_moe_dtype dtype, const void *base, int64_t i)
+static float load_as_f32(ep_dtype dtype, const void *base, int64_t i)
 {
-  if (dtype == EP_MOE_DTYPE_BF16)
+  if (dtype == EP_DTYPE_BF16)
     return ep_bf16_to_f32(((const ep_bf16 *)base)[i]);
   return ((const float *)base)[i];
 }
 
 ep_status ep_moe_gate_logits_ref(int64_t n_tokens, int32_t hidden, int32_t n_experts,
-                                 ep_moe_dtype dtype, const void *x, const void *w_gate,
-                                 float *logits)
+                                 ep_dtype dtype, const void *x, const void *w_gate, float *logits)
 {
   if (n_tokens < 0 || hidden < 1 || n_experts < 1 || !logits || (n_tokens > 0 && (!x || !w_gate)) ||
-      (dtype != EP_MOE_DTYPE_F32 && dtype != EP_MOE_DTYPE_BF16)) {
+      (dtype != EP_DTYPE_F32 && dtype != EP_DTYPE_BF16)) {
     ep_log_error("ep_moe_gate_logits_ref: bad argument (n_tokens %lld, hidden %d, n_experts %d)",
                  (long long)n_tokens, (int)hidden, (int)n_experts);
     return EP_ERR_INVALID;
@@ -310,9 +309,8 @@ ep_status ep_moe_router_topk_ref(const ep_moe_router_cfg *cfg, int64_t n_tokens,
 }
 
 ep_status ep_moe_router_ref(const ep_moe_router_cfg *cfg, int64_t n_tokens, int32_t hidden,
-                            ep_moe_dtype dtype, const void *x, const void *w_gate,
-                            const float *bias, float *logits, float *scores, int32_t *experts,
-                            float *weights)
+                            ep_dtype dtype, const void *x, const void *w_gate, const float *bias,
+                            float *logits, float *scores, int32_t *experts, float *weights)
 {
   ep_status st = ep_moe_router_cfg_check(cfg);
   if (st != EP_OK)
@@ -422,18 +420,18 @@ ep_status ep_moe_permute_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, in
   return EP_OK;
 }
 
-/* One row to fp8 with one scale per EP_MOE_FP8_BLOCK elements. */
+/* One row to fp8 with one scale per EP_FP8_BLOCK elements. */
 static void quantize_row_fp8(int32_t hidden, const ep_bf16 *x, ep_fp8 *q, float *scales)
 {
-  for (int32_t b = 0; b < hidden / EP_MOE_FP8_BLOCK; b++) {
-    const ep_bf16 *xb = x + b * EP_MOE_FP8_BLOCK;
+  for (int32_t b = 0; b < hidden / EP_FP8_BLOCK; b++) {
+    const ep_bf16 *xb = x + b * EP_FP8_BLOCK;
     float amax = 0.0f;
-    for (int32_t i = 0; i < EP_MOE_FP8_BLOCK; i++)
+    for (int32_t i = 0; i < EP_FP8_BLOCK; i++)
       amax = fmaxf(amax, fabsf(ep_bf16_to_f32(xb[i])));
     amax = fmaxf(amax, EP_MOE_FP8_AMAX_MIN);
     float scale = amax / EP_MOE_FP8_MAX;
-    for (int32_t i = 0; i < EP_MOE_FP8_BLOCK; i++)
-      q[b * EP_MOE_FP8_BLOCK + i] = ep_f32_to_fp8(ep_bf16_to_f32(xb[i]) / scale);
+    for (int32_t i = 0; i < EP_FP8_BLOCK; i++)
+      q[b * EP_FP8_BLOCK + i] = ep_f32_to_fp8(ep_bf16_to_f32(xb[i]) / scale);
     scales[b] = scale;
   }
 }
@@ -442,22 +440,35 @@ ep_status ep_moe_permute_fp8_ref(int64_t n_tokens, int32_t top_k, int32_t hidden
                                  const ep_bf16 *x, const int32_t *slot, ep_fp8 *x_perm,
                                  float *scales)
 {
-  if (n_tokens < 0 || top_k < 1 || top_k > EP_MOE_MAX_TOP_K || hidden < EP_MOE_FP8_BLOCK ||
-      hidden % EP_MOE_FP8_BLOCK != 0 || n_slots < 0 ||
+  if (n_tokens < 0 || top_k < 1 || top_k > EP_MOE_MAX_TOP_K || hidden < EP_FP8_BLOCK ||
+      hidden % EP_FP8_BLOCK != 0 || n_slots < 0 ||
       (n_tokens > 0 && (!x || !slot || (n_slots > 0 && (!x_perm || !scales))))) {
     ep_log_error("ep_moe_permute_fp8_ref: bad argument (hidden %d must be a multiple of %d)",
-                 (int)hidden, EP_MOE_FP8_BLOCK);
+                 (int)hidden, EP_FP8_BLOCK);
     return EP_ERR_INVALID;
   }
   ep_status st = check_slots("ep_moe_permute_fp8_ref", n_tokens * top_k, slot, n_slots);
   if (st != EP_OK)
     return st;
-  const int32_t n_blocks = hidden / EP_MOE_FP8_BLOCK;
+  const int32_t n_blocks = hidden / EP_FP8_BLOCK;
   for (int64_t c = 0; c < n_tokens * top_k; c++)
     if (slot[c] >= 0)
       quantize_row_fp8(hidden, x + (c / top_k) * hidden, x_perm + (int64_t)slot[c] * hidden,
                        scales + (int64_t)slot[c] * n_blocks);
   return EP_OK;
+}
+
+void ep_moe_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                 const float *scales, const int32_t *slot, ep_bf16 *out)
+{
+  const int32_t nb = hidden / EP_FP8_BLOCK;
+  for (int64_t i = 0; i < n_rows; i++) {
+    const ep_fp8 *qi = q + (size_t)i * (size_t)hidden;
+    const float *si = scales + (size_t)i * (size_t)nb;
+    ep_bf16 *dst = out + (size_t)slot[i] * (size_t)hidden;
+    for (int32_t j = 0; j < hidden; j++)
+      dst[j] = ep_f32_to_bf16(ep_fp8_to_f32(qi[j]) * si[j / EP_FP8_BLOCK]);
+  }
 }
 
 /* ---- SwiGLU experts ----------------------------------------------------- */
@@ -621,4 +632,16 @@ ep_status ep_moe_combine_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, in
     }
   }
   return EP_OK;
+}
+
+void ep_moe_accumulate_bf16_ref(int64_t n, const ep_bf16 *a, float *acc, int first)
+{
+  for (int64_t i = 0; i < n; i++)
+    acc[i] = first ? ep_bf16_to_f32(a[i]) : acc[i] + ep_bf16_to_f32(a[i]);
+}
+
+void ep_moe_add_bf16_f32_ref(int64_t n, const ep_bf16 *a, const float *b, float *out)
+{
+  for (int64_t i = 0; i < n; i++)
+    out[i] = ep_bf16_to_f32(a[i]) + b[i];
 }

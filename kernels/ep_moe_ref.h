@@ -15,12 +15,12 @@
 
 #include <stdint.h>
 
-/* ep_status.h has no C++ guard of its own. */
+#include "ep_dtype.h"
+#include "ep_status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#include "ep_status.h"
 
 typedef uint16_t ep_bf16; /* bfloat16 bit pattern */
 typedef uint8_t ep_fp8;   /* fp8 e4m3 ("e4m3fn": bias 7, no inf, 0x7f/0xff are NaN) */
@@ -28,7 +28,6 @@ typedef uint8_t ep_fp8;   /* fp8 e4m3 ("e4m3fn": bias 7, no inf, 0x7f/0xff are N
 #define EP_MOE_MAX_EXPERTS 4096   /* per router or per layout call */
 #define EP_MOE_MAX_GROUPS 64      /* router expert groups */
 #define EP_MOE_MAX_TOP_K 64       /* experts per token */
-#define EP_MOE_FP8_BLOCK 128      /* elements sharing one fp8 scale */
 #define EP_MOE_FP8_MAX 448.0f     /* largest finite e4m3 value */
 #define EP_MOE_FP8_AMAX_MIN 1e-4f /* a block's amax is clamped up to this (all-zero rows) */
 
@@ -52,11 +51,6 @@ void ep_moe_fill_uniform_f32(float *out, int64_t n, uint64_t seed, float lo, flo
 void ep_moe_fill_uniform_bf16(ep_bf16 *out, int64_t n, uint64_t seed, float lo, float hi);
 
 /* ---- router ------------------------------------------------------------- */
-
-typedef enum {
-  EP_MOE_DTYPE_F32,  /* float */
-  EP_MOE_DTYPE_BF16, /* ep_bf16 */
-} ep_moe_dtype;
 
 typedef enum {
   EP_MOE_SCORE_SOFTMAX, /* softmax over all experts (Mixtral, DeepSeek-V2) */
@@ -95,13 +89,13 @@ typedef struct ep_moe_router_cfg {
 /* EP_OK if cfg satisfies the limits above, else EP_ERR_INVALID with a message. */
 ep_status ep_moe_router_cfg_check(const ep_moe_router_cfg *cfg);
 
-/* logits = x · w_gate^T, accumulated in double, stored as float.
+/* logits = x · w_gate^T, accumulated in double, stored as float; dtype is
+ * EP_DTYPE_F32 (float) or EP_DTYPE_BF16 (ep_bf16), anything else EP_ERR_INVALID.
  * x:      [in]  [n_tokens * hidden] dtype
  * w_gate: [in]  [n_experts * hidden] dtype (row e = expert e's gate vector)
  * logits: [out] [n_tokens * n_experts] float */
 ep_status ep_moe_gate_logits_ref(int64_t n_tokens, int32_t hidden, int32_t n_experts,
-                                 ep_moe_dtype dtype, const void *x, const void *w_gate,
-                                 float *logits);
+                                 ep_dtype dtype, const void *x, const void *w_gate, float *logits);
 
 /* scores: [out] [n_tokens * n_experts] float from logits [in] (same shape).
  * Softmax: exp(l - max) / sum, summed in expert order; sigmoid: 1 / (1 + exp(-l)). */
@@ -120,9 +114,8 @@ ep_status ep_moe_router_topk_ref(const ep_moe_router_cfg *cfg, int64_t n_tokens,
 /* The whole router: gate logits, scores, selection. logits and scores are
  * [out] [n_tokens * n_experts] float, or NULL to use (and free) scratch. */
 ep_status ep_moe_router_ref(const ep_moe_router_cfg *cfg, int64_t n_tokens, int32_t hidden,
-                            ep_moe_dtype dtype, const void *x, const void *w_gate,
-                            const float *bias, float *logits, float *scores, int32_t *experts,
-                            float *weights);
+                            ep_dtype dtype, const void *x, const void *w_gate, const float *bias,
+                            float *logits, float *scores, int32_t *experts, float *weights);
 
 /* ---- dispatch layout ---------------------------------------------------- */
 
@@ -150,14 +143,23 @@ ep_status ep_moe_permute_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, in
                              const ep_bf16 *x, const int32_t *slot, ep_bf16 *x_perm);
 
 /* As ep_moe_permute_ref, quantising to fp8 e4m3 on the way (DeepEP's dispatch
- * format): per block of EP_MOE_FP8_BLOCK elements, amax = max(max |x|,
+ * format): per block of EP_FP8_BLOCK elements, amax = max(max |x|,
  * EP_MOE_FP8_AMAX_MIN), scale = amax / 448, q = ep_f32_to_fp8(x / scale), so
- * x ~= q * scale. hidden must be a multiple of EP_MOE_FP8_BLOCK.
+ * x ~= q * scale. hidden must be a multiple of EP_FP8_BLOCK.
  * x_perm: [out] [n_slots * hidden] fp8
  * scales: [out] [n_slots * hidden / 128] float, row-major per slot */
 ep_status ep_moe_permute_fp8_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, int64_t n_slots,
                                  const ep_bf16 *x, const int32_t *slot, ep_fp8 *x_perm,
                                  float *scales);
+
+/* fp8 rows with their block scales (as ep_moe_permute_fp8_ref writes them, or
+ * as dispatch delivers them) -> bf16 rows at new positions:
+ * out[slot[i]][j] = bf16(fp8_to_f32(q[i][j]) * scales[i][j / 128]) (one float
+ * multiply, round to nearest even). hidden must be a multiple of EP_FP8_BLOCK.
+ * q: [in] [n_rows * hidden] fp8; scales: [in] [n_rows * hidden / 128] float;
+ * slot: [in] [n_rows] distinct rows of out; out: [out] [.. * hidden] bf16. */
+void ep_moe_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
+                                 const float *scales, const int32_t *slot, ep_bf16 *out);
 
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
@@ -207,6 +209,14 @@ ep_status ep_moe_expert_ffn_ref(int32_t n_experts, const int32_t *counts, int32_
 ep_status ep_moe_combine_ref(int64_t n_tokens, int32_t top_k, int32_t hidden, int64_t n_slots,
                              const ep_bf16 *y, const int32_t *slot, const float *weights,
                              ep_bf16 *out);
+
+/* The shared experts' sum: acc[i] = (first ? f32(a[i]) : acc[i] + f32(a[i]))
+ * for i < n, one float add. a: [in] [n] bf16; acc: [in/out] [n] float. */
+void ep_moe_accumulate_bf16_ref(int64_t n, const ep_bf16 *a, float *acc, int first);
+
+/* The layer output, routed combine plus shared experts: out[i] = f32(a[i]) +
+ * b[i], one float add. a: [in] [n] bf16; b: [in] [n] float; out: [out] [n] float. */
+void ep_moe_add_bf16_f32_ref(int64_t n, const ep_bf16 *a, const float *b, float *out);
 
 #ifdef __cplusplus
 }

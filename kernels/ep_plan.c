@@ -1,6 +1,7 @@
 /* Dispatch plan: route every rank's tokens in bounded chunks (never all tokens at
  * once), count copies per (src rank, expert), admit them against the expert capacity
- * in global token order, then derive the rank-to-rank token and byte matrices.
+ * in global token order, derive the rank-to-rank token and byte matrices, then let
+ * the dispatch algorithm build the stages.
  * ep_plan_rank_tokens regenerates one rank's tokens and marks the same drops. */
 #include "ep_plan.h"
 
@@ -64,8 +65,8 @@ ep_status ep_plan_build(const ep_plan_cfg *cfg, const ep_router *router,
   if (!out)
     return EP_ERR_INVALID;
   memset(out, 0, sizeof *out);
-  if (!cfg || !router || !placement) {
-    ep_log_error("ep_plan_build: null argument");
+  if (!cfg || !router || !placement || !cfg->dispatch || !cfg->dispatch->build_stages) {
+    ep_log_error("ep_plan_build: null argument or no dispatch algorithm");
     return EP_ERR_INVALID;
   }
   ep_status st = check_placement(placement, router);
@@ -173,7 +174,19 @@ ep_status ep_plan_build(const ep_plan_cfg *cfg, const ep_router *router,
           tok * cfg->combine_bytes_per_token;
     }
   }
-  return EP_OK;
+
+  out->dispatch = cfg->dispatch;
+  st = cfg->dispatch->build_stages(out);
+  if (st == EP_OK && (out->n_dispatch_stages < 1 || out->n_dispatch_stages > EP_MAX_STAGES ||
+                      out->n_combine_stages < 1 || out->n_combine_stages > EP_MAX_STAGES)) {
+    ep_log_error("ep_plan_build: dispatch %s built %d dispatch and %d combine stages (1..%d)",
+                 cfg->dispatch->name, (int)out->n_dispatch_stages, (int)out->n_combine_stages,
+                 EP_MAX_STAGES);
+    st = EP_ERR_INVALID;
+  }
+  if (st != EP_OK)
+    ep_plan_free(out);
+  return st;
 }
 
 void ep_plan_free(ep_plan *plan)
@@ -188,6 +201,10 @@ void ep_plan_free(ep_plan *plan)
   free(plan->combine_bytes_src_dst);
   free(plan->tokens_per_expert);
   free(plan->tokens_recv_rank);
+  for (int32_t s = 0; s < EP_MAX_STAGES; s++) {
+    ep_stage_free(&plan->dispatch_stage[s]);
+    ep_stage_free(&plan->combine_stage[s]);
+  }
   memset(plan, 0, sizeof *plan);
 }
 

@@ -6,17 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t ep_real_wire_row_bytes(ep_real_wire wire, int32_t hidden)
-{
-  if (hidden <= 0)
-    return -1;
-  if (wire == EP_REAL_WIRE_BF16)
-    return 2 * (int64_t)hidden;
-  if (hidden % EP_MOE_FP8_BLOCK != 0)
-    return -1;
-  return (int64_t)hidden + (int64_t)hidden / EP_MOE_FP8_BLOCK * (int64_t)sizeof(float);
-}
-
 void ep_real_rank_free(ep_real_rank *rk)
 {
   if (!rk)
@@ -34,7 +23,7 @@ void ep_real_rank_free(ep_real_rank *rk)
 }
 
 ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
-                            const ep_real_shape *shape, int32_t rank, ep_real_wire wire,
+                            const ep_real_shape *shape, int32_t rank, ep_dtype wire,
                             ep_real_rank *out)
 {
   if (!out)
@@ -44,12 +33,17 @@ ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
     ep_log_error("ep_real_rank_init: null argument or rank %d out of range", (int)rank);
     return EP_ERR_INVALID;
   }
-  const int64_t row_bytes = ep_real_wire_row_bytes(wire, shape->hidden);
+  if ((int)wire < 0 || (int)wire >= EP_DTYPE_PAYLOAD_COUNT) {
+    ep_log_error("rank %d: dispatch dtype %s is not a payload dtype (bf16 or fp8)", (int)rank,
+                 ep_dtype_name(wire));
+    return EP_ERR_INVALID;
+  }
+  const int64_t row_bytes = ep_dtype_bytes_per_token(wire, shape->hidden);
   if (row_bytes < 0 || row_bytes != plan->dispatch_bytes_per_token) {
     ep_log_error("rank %d: a %s dispatch row of hidden %d is %lld bytes, the plan says %lld%s",
-                 (int)rank, wire == EP_REAL_WIRE_FP8 ? "fp8" : "bf16", (int)shape->hidden,
-                 (long long)row_bytes, (long long)plan->dispatch_bytes_per_token,
-                 wire == EP_REAL_WIRE_FP8 ? " (fp8 needs hidden a multiple of 128)" : "");
+                 (int)rank, ep_dtype_name(wire), (int)shape->hidden, (long long)row_bytes,
+                 (long long)plan->dispatch_bytes_per_token,
+                 wire == EP_DTYPE_FP8 ? " (fp8 needs hidden a multiple of 128)" : "");
     return EP_ERR_INVALID;
   }
   const int32_t epr = plan->placement.experts_per_rank;
@@ -129,7 +123,7 @@ ep_status ep_real_rank_set_recv(ep_real_rank *rk, const int64_t *recv_slot_count
 }
 
 ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape, int32_t rank,
-                                 ep_real_wire wire, int on_gpu)
+                                 ep_dtype wire, int on_gpu)
 {
   ep_real_mem m = {0, 0, 0, 0};
   const int64_t h = shape->hidden, im = shape->intermediate, bf = 2;
@@ -138,7 +132,7 @@ ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape
   for (int32_t d = 0; d < plan->n_ranks; d++)
     n_send += plan->tokens_src_dst[(size_t)rank * (size_t)plan->n_ranks + (size_t)d];
   const int64_t n_recv = plan->tokens_recv_rank[rank];
-  int64_t row = ep_real_wire_row_bytes(wire, shape->hidden);
+  int64_t row = ep_dtype_bytes_per_token(wire, shape->hidden);
   if (row < 0)
     row = bf * h;
   m.local_experts = plan->placement.experts_per_rank + shape->n_shared;
@@ -159,19 +153,6 @@ ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape
   m.buffers_bytes = b;
   m.total_bytes = m.weights_bytes + m.buffers_bytes;
   return m;
-}
-
-void ep_real_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
-                                  const float *scales, const int32_t *slot, ep_bf16 *out)
-{
-  const int32_t nb = hidden / EP_MOE_FP8_BLOCK;
-  for (int64_t i = 0; i < n_rows; i++) {
-    const ep_fp8 *qi = q + (size_t)i * (size_t)hidden;
-    const float *si = scales + (size_t)i * (size_t)nb;
-    ep_bf16 *dst = out + (size_t)slot[i] * (size_t)hidden;
-    for (int32_t j = 0; j < hidden; j++)
-      dst[j] = ep_f32_to_bf16(ep_fp8_to_f32(qi[j]) * si[j / EP_MOE_FP8_BLOCK]);
-  }
 }
 
 const char *ep_real_format_bytes(double bytes, char *buf, int buf_len)

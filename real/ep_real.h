@@ -8,23 +8,18 @@
 
 #include <stdint.h>
 
+#include "ep_dtype.h"
 #include "ep_exchange.h"
 #include "ep_plan.h"
 #include "ep_real_data.h"
 #include "ep_routing.h"
 #include "ep_status.h"
 
-/* Dispatch payload on the wire. Rows are exactly plan->dispatch_bytes_per_token. */
-typedef enum {
-  EP_REAL_WIRE_BF16, /* 2 * hidden bytes */
-  EP_REAL_WIRE_FP8,  /* hidden e4m3 bytes + hidden/128 float scales, as DeepEP */
-} ep_real_wire;
-
 typedef struct ep_real_rank {
   const ep_plan *plan; /* borrowed; outlives the rank */
   ep_real_shape shape;
   int32_t rank;
-  ep_real_wire wire;
+  ep_dtype wire;      /* dispatch payload: bf16 or fp8 rows of plan->dispatch_bytes_per_token */
   int64_t n_copies;   /* tokens_per_rank * top_k */
   int32_t *experts;   /* [n_copies] global expert of each copy */
   float *weights;     /* [n_copies] router weight */
@@ -41,11 +36,12 @@ typedef struct ep_real_rank {
 
 /* Sets up rank for plan (built from router): regenerates its tokens' routing
  * with ep_plan_rank_tokens and builds the send layout. Refuses (EP_ERR_INVALID,
- * with a message) a wire whose row size differs from the plan's dispatch bytes,
+ * with a message) a wire that is not a payload dtype or whose row size
+ * (ep_dtype_bytes_per_token) differs from the plan's dispatch bytes,
  * or sizes beyond the kernels' int32 indices. *out owns its arrays; free with
  * ep_real_rank_free. */
 ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
-                            const ep_real_shape *shape, int32_t rank, ep_real_wire wire,
+                            const ep_real_shape *shape, int32_t rank, ep_dtype wire,
                             ep_real_rank *out);
 
 /* Recv side from the counts exchange's result (recv_slot_counts: [in]
@@ -54,9 +50,6 @@ ep_status ep_real_rank_init(const ep_plan *plan, const ep_router *router,
 ep_status ep_real_rank_set_recv(ep_real_rank *rk, const int64_t *recv_slot_counts);
 
 void ep_real_rank_free(ep_real_rank *rk); /* NULL-safe */
-
-/* Bytes of one dispatch row on the wire, or -1 if hidden does not suit the wire. */
-int64_t ep_real_wire_row_bytes(ep_real_wire wire, int32_t hidden);
 
 /* Memory one rank needs, by the layout of ep_real_cpu.c / ep_real_nccl.c. */
 typedef struct ep_real_mem {
@@ -69,15 +62,7 @@ typedef struct ep_real_mem {
 /* on_gpu: 1 for the NCCL backend's device memory (adds the GEMM intermediates
  * it keeps), 0 for the CPU backend's host memory. */
 ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape, int32_t rank,
-                                 ep_real_wire wire, int on_gpu);
-
-/* fp8 rows with their block scales -> bf16 rows at new positions:
- * out[slot[i]][j] = bf16(fp8_to_f32(q[i][j]) * scales[i][j / 128]) (one float
- * multiply, round to nearest even). The C reference of ep_real_cuda_fp8_to_bf16_rows.
- * q: [in] [n_rows * hidden]; scales: [in] [n_rows * hidden / 128];
- * slot: [in] [n_rows] distinct rows of out; out: [out] [.. * hidden]. */
-void ep_real_fp8_to_bf16_rows_ref(int64_t n_rows, int32_t hidden, const ep_fp8 *q,
-                                  const float *scales, const int32_t *slot, ep_bf16 *out);
+                                 ep_dtype wire, int on_gpu);
 
 /* "1.50 GiB" style, into buf. Returns buf. */
 const char *ep_real_format_bytes(double bytes, char *buf, int buf_len);

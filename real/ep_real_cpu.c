@@ -133,8 +133,8 @@ ep_status ep_cpu_backend_init(ep_cpu_backend **out, ep_real_rank *rk, MPI_Comm c
     goto fail;
   }
   const size_t w13_elems = (size_t)2 * (size_t)im * (size_t)h, w2_elems = (size_t)h * (size_t)im;
-  const int fp8 = rk->wire == EP_REAL_WIRE_FP8;
-  const int64_t n_scales = h / EP_MOE_FP8_BLOCK;
+  const int fp8 = rk->wire == EP_DTYPE_FP8;
+  const int64_t n_scales = h / EP_FP8_BLOCK;
   b->x = alloc_rows(b->tpr, h, sizeof(ep_bf16));
   b->w13 = malloc((size_t)b->epr * w13_elems * sizeof(ep_bf16));
   b->w2 = malloc((size_t)b->epr * w2_elems * sizeof(ep_bf16));
@@ -180,8 +180,8 @@ ep_status ep_cpu_backend_init(ep_cpu_backend **out, ep_real_rank *rk, MPI_Comm c
 
   EP_MPI_TRY(rk->rank, MPI_Type_contiguous(h, MPI_UINT16_T, &b->row_bf16));
   EP_MPI_TRY(rk->rank, MPI_Type_contiguous(h, MPI_UINT8_T, &b->row_fp8));
-  EP_MPI_TRY(rk->rank, MPI_Type_contiguous(h / EP_MOE_FP8_BLOCK > 0 ? h / EP_MOE_FP8_BLOCK : 1,
-                                           MPI_FLOAT, &b->row_scales));
+  EP_MPI_TRY(rk->rank, MPI_Type_contiguous(h / EP_FP8_BLOCK > 0 ? h / EP_FP8_BLOCK : 1, MPI_FLOAT,
+                                           &b->row_scales));
   b->types_made = 1;
   EP_MPI_TRY(rk->rank, MPI_Type_commit(&b->row_bf16));
   EP_MPI_TRY(rk->rank, MPI_Type_commit(&b->row_fp8));
@@ -247,7 +247,7 @@ static ep_status cpu_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   if ((st = to_int_counts(rk->layout.recv_counts, rk->layout.recv_displs, n, b->recv_counts,
                           b->recv_displs)) != EP_OK)
     goto fail;
-  if (rk->wire == EP_REAL_WIRE_FP8) {
+  if (rk->wire == EP_DTYPE_FP8) {
     if ((st = ep_moe_permute_fp8_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->x,
                                      rk->copy_send_slot, b->send_q, b->send_scales)) != EP_OK)
       goto fail;
@@ -256,8 +256,8 @@ static ep_status cpu_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_t
     EP_MPI_TRY(rank, MPI_Alltoallv(b->send_scales, b->send_counts, b->send_displs, b->row_scales,
                                    b->recv_scales, b->recv_counts, b->recv_displs, b->row_scales,
                                    b->comm));
-    ep_real_fp8_to_bf16_rows_ref(b->n_recv, b->hidden, b->recv_q, b->recv_scales,
-                                 rk->recv_expert_slot, b->xe);
+    ep_moe_fp8_to_bf16_rows_ref(b->n_recv, b->hidden, b->recv_q, b->recv_scales,
+                                rk->recv_expert_slot, b->xe);
   } else {
     if ((st = ep_moe_permute_ref(b->tpr, plan->top_k, b->hidden, b->n_send, b->x,
                                  rk->copy_send_slot, b->send_bf16)) != EP_OK)

@@ -95,7 +95,7 @@ ep_status ep_real_reference(const ep_real_shape *shape, int fp8_dispatch, int64_
   float *x = malloc(sizeof(float) * n_x);
   float *xq = malloc(sizeof(float) * n_x); /* what routed experts see */
   ep_fp8 *q = malloc((size_t)h);
-  float *scales = malloc(sizeof(float) * (size_t)(h / EP_MOE_FP8_BLOCK + 1));
+  float *scales = malloc(sizeof(float) * (size_t)(h / EP_FP8_BLOCK + 1));
   float *gu = malloc(sizeof(float) * w_gu);
   float *dn = malloc(sizeof(float) * w_d);
   double *mid = malloc(sizeof(double) * (size_t)im);
@@ -126,7 +126,7 @@ ep_status ep_real_reference(const ep_real_shape *shape, int fp8_dispatch, int64_
       const int32_t zero = 0;
       st = ep_moe_permute_fp8_ref(1, 1, h, 1, stage, &zero, q, scales);
       for (int32_t j = 0; j < h && st == EP_OK; j++)
-        xqi[j] = ep_fp8_to_f32(q[j]) * scales[j / EP_MOE_FP8_BLOCK];
+        xqi[j] = ep_fp8_to_f32(q[j]) * scales[j / EP_FP8_BLOCK];
     }
   }
   memset(out, 0, sizeof(double) * (size_t)n * (size_t)h);

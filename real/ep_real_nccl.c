@@ -3,7 +3,8 @@
  * ncclSend/ncclRecv on one stream) and the kernels (ep_moe_cuda.h) differ.
  * The cuda-ipc variant moves the same rows with CUDA IPC copies instead, so
  * that several ranks can share one GPU, which NCCL refuses.
- * Every failure names the call and the rank, and jumps to the cleanup label. */
+ * Every failure names the call (CUDA and NCCL calls with function and file:line,
+ * through ep_cuda_check.h; the others with the rank) and jumps to the cleanup label. */
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -13,31 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
-#include "ep_real_cuda.h"
 #include "ep_real_mpi.h"
-
-#define EP_RCUDA_TRY(rank, call)                                                                   \
-  do {                                                                                             \
-    cudaError_t ep_err_ = (call);                                                                  \
-    if (ep_err_ != cudaSuccess) {                                                                  \
-      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                       \
-                   cudaGetErrorString(ep_err_), __func__, __FILE__, __LINE__);                     \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
-
-#define EP_RNCCL_TRY(rank, call)                                                                   \
-  do {                                                                                             \
-    ncclResult_t ep_res_ = (call);                                                                 \
-    if (ep_res_ != ncclSuccess) {                                                                  \
-      ep_log_error("rank %d: %s failed: %s (%s, %s:%d)", (int)(rank), #call,                       \
-                   ncclGetErrorString(ep_res_), __func__, __FILE__, __LINE__);                     \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
 
 #define EP_REP_TRY(rank, what, call)                                                               \
   do {                                                                                             \
@@ -174,18 +153,18 @@ ep_status ep_nccl_device_query(int32_t rank, int32_t local_rank, int32_t *device
   int count = 0, driver = 0, runtime = 0, nccl_version = 0;
   size_t free_b = 0, total_b = 0;
   struct cudaDeviceProp prop;
-  EP_RCUDA_TRY(rank, cudaGetDeviceCount(&count));
+  EP_CUDA_TRY(cudaGetDeviceCount(&count));
   if (count <= 0) {
     ep_log_error("rank %d: no CUDA device", (int)rank);
     return EP_ERR_UNSUPPORTED;
   }
   *device = local_rank % count;
-  EP_RCUDA_TRY(rank, cudaSetDevice(*device));
-  EP_RCUDA_TRY(rank, cudaMemGetInfo(&free_b, &total_b));
-  EP_RCUDA_TRY(rank, cudaGetDeviceProperties(&prop, *device));
-  EP_RCUDA_TRY(rank, cudaDriverGetVersion(&driver));
-  EP_RCUDA_TRY(rank, cudaRuntimeGetVersion(&runtime));
-  EP_RNCCL_TRY(rank, ncclGetVersion(&nccl_version));
+  EP_CUDA_TRY(cudaSetDevice(*device));
+  EP_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
+  EP_CUDA_TRY(cudaGetDeviceProperties(&prop, *device));
+  EP_CUDA_TRY(cudaDriverGetVersion(&driver));
+  EP_CUDA_TRY(cudaRuntimeGetVersion(&runtime));
+  EP_NCCL_TRY(ncclGetVersion(&nccl_version));
   *free_bytes = (int64_t)free_b;
   *total_bytes = (int64_t)total_b;
   snprintf(name, (size_t)name_len, "%s", prop.name);
@@ -203,7 +182,7 @@ static ep_status dev_alloc(int32_t rank, void **p, int64_t rows, int64_t row_ele
 {
   ep_status st = EP_OK;
   const size_t bytes = (size_t)(rows > 0 ? rows : 1) * (size_t)row_elems * elem_bytes;
-  EP_RCUDA_TRY(rank, cudaMalloc(p, bytes));
+  EP_CUDA_TRY(cudaMalloc(p, bytes));
   return EP_OK;
 fail:
   ep_log_error("rank %d: could not allocate %zu bytes of device memory", (int)rank, bytes);
@@ -235,7 +214,7 @@ static ep_status ipc_init(ep_nccl_backend *b)
       goto fail;
     }
     cudaIpcMemHandle_t mine;
-    EP_RCUDA_TRY(r, cudaIpcGetMemHandle(&mine, bufs[i]));
+    EP_CUDA_TRY(cudaIpcGetMemHandle(&mine, bufs[i]));
     EP_MPI_TRY(r, MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
                                 b->comm));
     for (int32_t p = 0; p < n; p++) {
@@ -286,8 +265,8 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   b->tpr = plan->tokens_per_rank;
   b->n_send = rk->layout.n_send;
   b->n_recv = rk->n_recv_planned;
-  const int fp8 = rk->wire == EP_REAL_WIRE_FP8;
-  const int64_t nb = h / EP_MOE_FP8_BLOCK;
+  const int fp8 = rk->wire == EP_DTYPE_FP8;
+  const int64_t nb = h / EP_FP8_BLOCK;
   const size_t w13_elems = (size_t)2 * (size_t)im * (size_t)h, w2_elems = (size_t)h * (size_t)im;
 
   int size = 0;
@@ -298,13 +277,13 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
     st = EP_ERR_INVALID;
     goto fail;
   }
-  EP_RCUDA_TRY(r, cudaSetDevice(device));
-  EP_RCUDA_TRY(r, cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+  EP_CUDA_TRY(cudaSetDevice(device));
+  EP_CUDA_TRY(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
   EP_REP_TRY(r, "ep_moe_cuda_init", ep_moe_cuda_init(&b->moe, device, b->stream));
-  EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_zero));
+  EP_CUDA_TRY(cudaEventCreate(&b->ev_zero));
   for (int p = 0; p < EP_PHASE_COUNT; p++) {
-    EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_start[p]));
-    EP_RCUDA_TRY(r, cudaEventCreate(&b->ev_end[p]));
+    EP_CUDA_TRY(cudaEventCreate(&b->ev_start[p]));
+    EP_CUDA_TRY(cudaEventCreate(&b->ev_end[p]));
   }
 
   EP_TRY(dev_alloc(r, (void **)&b->d_x, b->tpr, h, sizeof(ep_bf16)));
@@ -368,7 +347,7 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
     if (e == cudaSuccess)
       e = cudaStreamSynchronize(b->stream);
     free(hx);
-    EP_RCUDA_TRY(r, e);
+    EP_CUDA_TRY(e);
   }
   const float b13 = ep_real_w13_bound(&rk->shape), b2 = ep_real_w2_bound(&rk->shape);
   for (int32_t s = 0; s < b->epr + b->n_shared; s++) {
@@ -387,14 +366,14 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
                ep_moe_cuda_fill_uniform_bf16(b->moe, w2, (int64_t)w2_elems,
                                              ep_real_w2_seed(&rk->shape, e), -b2, b2));
   }
-  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_weights, rk->weights, sizeof(float) * (size_t)rk->n_copies,
-                                  cudaMemcpyHostToDevice, b->stream));
-  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_copy_send_slot, rk->copy_send_slot,
-                                  sizeof(int32_t) * (size_t)rk->n_copies, cudaMemcpyHostToDevice,
-                                  b->stream));
-  EP_RCUDA_TRY(r, cudaMemcpyAsync(b->d_send_counts, rk->layout.send_slot_counts,
-                                  sizeof(int64_t) * (size_t)n * (size_t)b->epr,
-                                  cudaMemcpyHostToDevice, b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->d_weights, rk->weights, sizeof(float) * (size_t)rk->n_copies,
+                              cudaMemcpyHostToDevice, b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->d_copy_send_slot, rk->copy_send_slot,
+                              sizeof(int32_t) * (size_t)rk->n_copies, cudaMemcpyHostToDevice,
+                              b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->d_send_counts, rk->layout.send_slot_counts,
+                              sizeof(int64_t) * (size_t)n * (size_t)b->epr, cudaMemcpyHostToDevice,
+                              b->stream));
   EP_REP_TRY(r, "filling the expert weights", ep_moe_cuda_sync(b->moe));
 
   if (ipc) {
@@ -408,9 +387,9 @@ ep_status ep_nccl_backend_init(ep_nccl_backend **out, ep_real_rank *rk, MPI_Comm
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
   if (r == 0)
-    EP_RNCCL_TRY(r, ncclGetUniqueId(&id));
+    EP_NCCL_TRY(ncclGetUniqueId(&id));
   EP_MPI_TRY(r, MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm));
-  EP_RNCCL_TRY(r, ncclCommInitRank(&b->nccl, n, id, r));
+  EP_NCCL_TRY(ncclCommInitRank(&b->nccl, n, id, r));
   b->nccl_made = 1;
   *out = b;
   return EP_OK;
@@ -425,9 +404,9 @@ ep_status ep_nccl_backend_start(ep_nccl_backend *b)
   ep_status st = EP_OK;
   if (!b)
     return EP_ERR_INVALID;
-  EP_RCUDA_TRY(b->rank, cudaStreamSynchronize(b->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(b->stream));
   EP_MPI_TRY(b->rank, MPI_Barrier(b->comm));
-  EP_RCUDA_TRY(b->rank, cudaEventRecord(b->ev_zero, b->stream));
+  EP_CUDA_TRY(cudaEventRecord(b->ev_zero, b->stream));
   return EP_OK;
 fail:
   return st;
@@ -438,10 +417,9 @@ ep_status ep_nccl_backend_output(ep_nccl_backend *b, float *out)
   ep_status st = EP_OK;
   if (!b || !out)
     return EP_ERR_INVALID;
-  EP_RCUDA_TRY(b->rank,
-               cudaMemcpyAsync(out, b->d_out, sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
-                               cudaMemcpyDeviceToHost, b->stream));
-  EP_RCUDA_TRY(b->rank, cudaStreamSynchronize(b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(out, b->d_out, sizeof(float) * (size_t)b->tpr * (size_t)b->hidden,
+                              cudaMemcpyDeviceToHost, b->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(b->stream));
   return EP_OK;
 fail:
   return st;
@@ -463,10 +441,10 @@ static ep_status phase_end(ep_nccl_backend *b, int p, ep_timing *out)
 {
   ep_status st = EP_OK;
   float start_ms = 0, end_ms = 0;
-  EP_RCUDA_TRY(b->rank, cudaEventRecord(b->ev_end[p], b->stream));
-  EP_RCUDA_TRY(b->rank, cudaEventSynchronize(b->ev_end[p]));
-  EP_RCUDA_TRY(b->rank, cudaEventElapsedTime(&start_ms, b->ev_zero, b->ev_start[p]));
-  EP_RCUDA_TRY(b->rank, cudaEventElapsedTime(&end_ms, b->ev_zero, b->ev_end[p]));
+  EP_CUDA_TRY(cudaEventRecord(b->ev_end[p], b->stream));
+  EP_CUDA_TRY(cudaEventSynchronize(b->ev_end[p]));
+  EP_CUDA_TRY(cudaEventElapsedTime(&start_ms, b->ev_zero, b->ev_start[p]));
+  EP_CUDA_TRY(cudaEventElapsedTime(&end_ms, b->ev_zero, b->ev_end[p]));
   out->start_us = 1e3 * (double)start_ms;
   out->end_us = 1e3 * (double)end_ms;
   return EP_OK;
@@ -497,7 +475,7 @@ static ep_status ipc_a2a(ep_nccl_backend *b, const void *send, const int64_t *se
     out[2 * p] = send_displs[p];
     out[2 * p + 1] = send_counts[p];
   }
-  EP_RCUDA_TRY(r, cudaStreamSynchronize(b->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(b->stream));
   EP_MPI_TRY(r, MPI_Alltoall(out, 2, MPI_INT64_T, in, 2, MPI_INT64_T, b->comm));
   for (int32_t p = 0; p < n; p++) {
     if (in[2 * p + 1] != recv_counts[p]) {
@@ -519,7 +497,7 @@ static ep_status ipc_a2a(ep_nccl_backend *b, const void *send, const int64_t *se
       }
     }
   }
-  EP_RCUDA_TRY(r, cudaStreamSynchronize(b->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(b->stream));
   EP_MPI_TRY(r, MPI_Barrier(b->comm));
   return EP_OK;
 fail:
@@ -538,7 +516,7 @@ static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t
   if (b->ipc)
     return ipc_a2a(b, send, send_counts, send_displs, recv, recv_counts, recv_displs,
                    (size_t)elems_per_row * elem_bytes);
-  EP_RNCCL_TRY(b->rank, ncclGroupStart());
+  EP_NCCL_TRY(ncclGroupStart());
   for (int32_t peer = 0; peer < n; peer++) {
     if (send_counts[peer] > 0) {
       const char *p =
@@ -564,7 +542,7 @@ static ep_status grouped_a2a(ep_nccl_backend *b, const void *send, const int64_t
       }
     }
   }
-  EP_RNCCL_TRY(b->rank, ncclGroupEnd());
+  EP_NCCL_TRY(ncclGroupEnd());
   return EP_OK;
 fail:
   return st;
@@ -578,33 +556,33 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
     return st;
   ep_real_rank *rk = b->rk;
   const int32_t n = plan->n_ranks, epr = b->epr;
-  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_DISPATCH], b->stream));
+  EP_CUDA_TRY(cudaEventRecord(b->ev_start[EP_PHASE_DISPATCH], b->stream));
   /* Counts exchange: one row of epr counts to and from every rank, then to the
    * host, where the recv layout is built. */
   EP_TRY(grouped_a2a(b, b->d_send_counts, b->unit_counts, b->unit_counts + n, b->d_recv_counts,
                      b->unit_counts, b->unit_counts + n, epr, sizeof(int64_t), ncclInt64));
-  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->h_recv_counts, b->d_recv_counts,
-                                     sizeof(int64_t) * (size_t)n * (size_t)epr,
-                                     cudaMemcpyDeviceToHost, b->stream));
-  EP_RCUDA_TRY(rank, cudaStreamSynchronize(b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->h_recv_counts, b->d_recv_counts,
+                              sizeof(int64_t) * (size_t)n * (size_t)epr, cudaMemcpyDeviceToHost,
+                              b->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(b->stream));
   if ((st = ep_real_rank_set_recv(rk, b->h_recv_counts)) != EP_OK)
     goto fail;
-  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->d_recv_expert_slot, rk->recv_expert_slot,
-                                     sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
-                                     b->stream));
-  EP_RCUDA_TRY(rank, cudaMemcpyAsync(b->d_expert_recv_slot, rk->expert_recv_slot,
-                                     sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
-                                     b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->d_recv_expert_slot, rk->recv_expert_slot,
+                              sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
+                              b->stream));
+  EP_CUDA_TRY(cudaMemcpyAsync(b->d_expert_recv_slot, rk->expert_recv_slot,
+                              sizeof(int32_t) * (size_t)b->n_recv, cudaMemcpyHostToDevice,
+                              b->stream));
   const ep_exchange_layout *L = &rk->layout;
-  if (rk->wire == EP_REAL_WIRE_FP8) {
-    const int64_t nb = b->hidden / EP_MOE_FP8_BLOCK;
+  if (rk->wire == EP_DTYPE_FP8) {
+    const int64_t nb = b->hidden / EP_FP8_BLOCK;
     EP_REP_TRY(rank, "ep_moe_cuda_permute_fp8",
                ep_moe_cuda_permute_fp8(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
                                        b->d_copy_send_slot, b->d_send_q, b->d_send_sc));
     /* Rows and their scales in one outer group: one launch, both on the wire
      * together, as the plan's one message of hidden + scale bytes per copy. */
     if (!b->ipc)
-      EP_RNCCL_TRY(rank, ncclGroupStart());
+      EP_NCCL_TRY(ncclGroupStart());
     st = grouped_a2a(b, b->d_send_q, L->send_counts, L->send_displs, b->d_recv_q, L->recv_counts,
                      L->recv_displs, b->hidden, sizeof(ep_fp8), ncclUint8);
     if (st == EP_OK)
@@ -619,9 +597,9 @@ static ep_status nccl_dispatch(void *ctx, const ep_plan *plan, int32_t rank, ep_
       st = EP_ERR_BACKEND;
       goto fail;
     }
-    EP_REP_TRY(rank, "ep_real_cuda_fp8_to_bf16_rows",
-               ep_real_cuda_fp8_to_bf16_rows(b->stream, b->n_recv, b->hidden, b->d_recv_q,
-                                             b->d_recv_sc, b->d_recv_expert_slot, b->d_xe));
+    EP_REP_TRY(rank, "ep_moe_cuda_fp8_to_bf16_rows",
+               ep_moe_cuda_fp8_to_bf16_rows(b->moe, b->n_recv, b->hidden, b->d_recv_q, b->d_recv_sc,
+                                            b->d_recv_expert_slot, b->d_xe));
   } else {
     EP_REP_TRY(rank, "ep_moe_cuda_permute",
                ep_moe_cuda_permute(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_x,
@@ -646,7 +624,7 @@ static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
   ep_status st = check_call(b, plan, rank, out);
   if (st != EP_OK)
     return st;
-  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_EXPERT], b->stream));
+  EP_CUDA_TRY(cudaEventRecord(b->ev_start[EP_PHASE_EXPERT], b->stream));
   if (b->n_recv > 0)
     EP_REP_TRY(rank, "ep_moe_cuda_expert_ffn (routed experts)",
                ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, b->epr, b->rk->expert_counts,
@@ -655,17 +633,16 @@ static ep_status nccl_expert(void *ctx, const ep_plan *plan, int32_t rank, ep_ti
   const size_t w2_elems = (size_t)b->hidden * (size_t)b->inter;
   const int32_t tpr32 = (int32_t)b->tpr;
   if (b->n_shared == 0)
-    EP_RCUDA_TRY(rank,
-                 cudaMemsetAsync(b->d_shared_acc, 0,
-                                 sizeof(float) * (size_t)b->tpr * (size_t)b->hidden, b->stream));
+    EP_CUDA_TRY(cudaMemsetAsync(b->d_shared_acc, 0,
+                                sizeof(float) * (size_t)b->tpr * (size_t)b->hidden, b->stream));
   for (int32_t s = 0; s < b->n_shared; s++) {
     EP_REP_TRY(rank, "ep_moe_cuda_expert_ffn (shared expert)",
                ep_moe_cuda_expert_ffn(b->moe, EP_MOE_GEMM_AUTO, 1, &tpr32, b->hidden, b->inter,
                                       b->d_x, b->d_w13_sh + (size_t)s * w13_elems,
                                       b->d_w2_sh + (size_t)s * w2_elems, b->d_shared_tmp));
-    EP_REP_TRY(rank, "ep_real_cuda_accumulate_bf16",
-               ep_real_cuda_accumulate_bf16(b->stream, b->tpr * b->hidden, b->d_shared_tmp,
-                                            b->d_shared_acc, s == 0));
+    EP_REP_TRY(rank, "ep_moe_cuda_accumulate_bf16",
+               ep_moe_cuda_accumulate_bf16(b->moe, b->tpr * b->hidden, b->d_shared_tmp,
+                                           b->d_shared_acc, s == 0));
   }
   EP_TRY(phase_end(b, EP_PHASE_EXPERT, out));
   return EP_OK;
@@ -681,7 +658,7 @@ static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   if (st != EP_OK)
     return st;
   const ep_exchange_layout *L = &b->rk->layout;
-  EP_RCUDA_TRY(rank, cudaEventRecord(b->ev_start[EP_PHASE_COMBINE], b->stream));
+  EP_CUDA_TRY(cudaEventRecord(b->ev_start[EP_PHASE_COMBINE], b->stream));
   if (b->n_recv > 0)
     EP_REP_TRY(rank, "ep_moe_cuda_permute (expert-major to recv order)",
                ep_moe_cuda_permute(b->moe, b->n_recv, 1, b->hidden, b->n_recv, b->d_ye,
@@ -691,9 +668,9 @@ static ep_status nccl_combine(void *ctx, const ep_plan *plan, int32_t rank, ep_t
   EP_REP_TRY(rank, "ep_moe_cuda_combine",
              ep_moe_cuda_combine(b->moe, b->tpr, plan->top_k, b->hidden, b->n_send, b->d_comb_recv,
                                  b->d_copy_send_slot, b->d_weights, b->d_routed));
-  EP_REP_TRY(rank, "ep_real_cuda_add_bf16_f32",
-             ep_real_cuda_add_bf16_f32(b->stream, b->tpr * b->hidden, b->d_routed, b->d_shared_acc,
-                                       b->d_out));
+  EP_REP_TRY(
+      rank, "ep_moe_cuda_add_bf16_f32",
+      ep_moe_cuda_add_bf16_f32(b->moe, b->tpr * b->hidden, b->d_routed, b->d_shared_acc, b->d_out));
   EP_TRY(phase_end(b, EP_PHASE_COMBINE, out));
   /* Kernel faults surface at the next sync; report them with this phase. */
   EP_REP_TRY(rank, "combine kernels", ep_moe_cuda_sync(b->moe));

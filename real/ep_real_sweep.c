@@ -47,7 +47,7 @@ void ep_sweep_point_work(const ep_sweep_point *pt, double *flop, double *bytes)
     *bytes = tok * h * 2 + rows * h * 2;
     break;
   case EP_SWEEP_PERMUTE_FP8:
-    *bytes = tok * h * 2 + rows * (h + h / EP_MOE_FP8_BLOCK * 4);
+    *bytes = tok * h * 2 + rows * (h + h / EP_FP8_BLOCK * 4);
     break;
   case EP_SWEEP_COMBINE:
     *flop = 2.0 * rows * h;
@@ -145,8 +145,8 @@ static ep_status cpu_run_once(const ep_sweep_point *pt, cpu_bufs *b, const ep_mo
     return ep_moe_combine_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, b->y, b->slot,
                               b->weights, b->out);
   case EP_SWEEP_ROUTER:
-    return ep_moe_router_ref(rc, pt->tokens, pt->hidden, EP_MOE_DTYPE_BF16, b->x, b->w_gate, NULL,
-                             NULL, NULL, b->routed, b->weights);
+    return ep_moe_router_ref(rc, pt->tokens, pt->hidden, EP_DTYPE_BF16, b->x, b->w_gate, NULL, NULL,
+                             NULL, b->routed, b->weights);
   case EP_SWEEP_KERNEL_COUNT:
     break;
   }
@@ -195,7 +195,7 @@ static ep_status cpu_measure(void *ctx, const ep_sweep_point *pt, int32_t warmup
       b.counts[e] = (int32_t)pt->tokens_per_expert;
   } else if (pt->kernel == EP_SWEEP_PERMUTE_FP8) {
     b.q = malloc(rows * h);
-    b.scales = malloc(sizeof(float) * rows * (h / EP_MOE_FP8_BLOCK));
+    b.scales = malloc(sizeof(float) * rows * (h / EP_FP8_BLOCK));
     if (!b.q || !b.scales)
       goto fail;
   } else if (pt->kernel == EP_SWEEP_ROUTER) {
@@ -327,7 +327,7 @@ ep_status ep_sweep_run(const ep_scenario *s, const char *scenario_path, const ep
   ep_status st = EP_OK;
   for (int kk = 0; kk < EP_SWEEP_KERNEL_COUNT && st == EP_OK; kk++) {
     const ep_sweep_kernel kernel = (ep_sweep_kernel)kk;
-    if (kernel == EP_SWEEP_PERMUTE_FP8 && s->model.hidden % EP_MOE_FP8_BLOCK != 0)
+    if (kernel == EP_SWEEP_PERMUTE_FP8 && s->model.hidden % EP_FP8_BLOCK != 0)
       continue;
     for (int32_t i = 0; i < cfg->n_local_experts && st == EP_OK; i++) {
       for (int32_t j = 0; j < cfg->n_tokens_per_expert && st == EP_OK; j++) {
@@ -430,7 +430,7 @@ int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const ch
     goto done;
   }
   printf("wrote %s (%s backend, %d kernels x %d x %d shapes)\n", path, impl.backend,
-         (int)EP_SWEEP_KERNEL_COUNT - (s->model.hidden % EP_MOE_FP8_BLOCK != 0), (int)n_experts,
+         (int)EP_SWEEP_KERNEL_COUNT - (s->model.hidden % EP_FP8_BLOCK != 0), (int)n_experts,
          (int)n_tokens);
   rc = 0;
 done:

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_real.h"
 #include "ep_real_nccl.h"
@@ -42,17 +43,6 @@ static void cuda_sweep_free(void *ctx)
     cudaStreamDestroy(c->stream);
   free(c);
 }
-
-#define SW_CUDA_TRY(call)                                                                          \
-  do {                                                                                             \
-    cudaError_t sw_err_ = (call);                                                                  \
-    if (sw_err_ != cudaSuccess) {                                                                  \
-      ep_log_error("sweep: %s failed: %s (%s:%d)", #call, cudaGetErrorString(sw_err_), __FILE__,   \
-                   __LINE__);                                                                      \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
 
 typedef struct dev_bufs {
   ep_bf16 *x, *y, *w13, *w2, *w_gate, *out;
@@ -88,8 +78,8 @@ static ep_status launch(cuda_sweep *c, const ep_sweep_point *pt, dev_bufs *d, co
     return ep_moe_cuda_combine(c->moe, pt->tokens, pt->top_k, pt->hidden, pt->rows, d->y, d->slot,
                                d->weights, d->out);
   case EP_SWEEP_ROUTER:
-    return ep_moe_cuda_router(c->moe, rc, pt->tokens, pt->hidden, EP_MOE_DTYPE_BF16, d->x,
-                              d->w_gate, NULL, NULL, d->scores, d->routed, d->weights);
+    return ep_moe_cuda_router(c->moe, rc, pt->tokens, pt->hidden, EP_DTYPE_BF16, d->x, d->w_gate,
+                              NULL, NULL, d->scores, d->routed, d->weights);
   case EP_SWEEP_KERNEL_COUNT:
     break;
   }
@@ -113,7 +103,7 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
     goto nomem;
   ep_moe_fill_uniform_bf16(x, (int64_t)n_x, pt->seed, -1.0f, 1.0f);
   ep_moe_fill_uniform_f32(w, (int64_t)n_copies, pt->seed + 2, 0.0f, 1.0f);
-  SW_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  EP_CUDA_TRY(cudaStreamSynchronize(c->stream));
   switch (pt->kernel) {
   case EP_SWEEP_PERMUTE:
   case EP_SWEEP_COMBINE: {
@@ -126,7 +116,7 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
     if (pt->kernel == EP_SWEEP_PERMUTE) {
       memset(want, 0, sizeof(ep_bf16) * n_out);
       st = ep_moe_permute_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, x, slot, want);
-      SW_CUDA_TRY(cudaMemcpy(got, d->y, sizeof(ep_bf16) * n_out, cudaMemcpyDeviceToHost));
+      EP_CUDA_TRY(cudaMemcpy(got, d->y, sizeof(ep_bf16) * n_out, cudaMemcpyDeviceToHost));
     } else {
       y = malloc(sizeof(ep_bf16) * rows * h);
       if (!y)
@@ -134,14 +124,14 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
       ep_moe_fill_uniform_bf16(y, (int64_t)(rows * h), pt->seed + 1, -1.0f, 1.0f);
       st = ep_moe_combine_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, y, slot, w, want);
       free(y);
-      SW_CUDA_TRY(cudaMemcpy(got, d->out, sizeof(ep_bf16) * n_out, cudaMemcpyDeviceToHost));
+      EP_CUDA_TRY(cudaMemcpy(got, d->out, sizeof(ep_bf16) * n_out, cudaMemcpyDeviceToHost));
     }
     for (size_t i = 0; i < n_out; i++)
       mismatches += want[i] != got[i];
     break;
   }
   case EP_SWEEP_PERMUTE_FP8: {
-    const size_t nb = rows * (h / EP_MOE_FP8_BLOCK);
+    const size_t nb = rows * (h / EP_FP8_BLOCK);
     q_want = malloc(rows * h);
     q_got = malloc(rows * h);
     f_want = malloc(sizeof(float) * nb);
@@ -150,8 +140,8 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
       goto nomem;
     st = ep_moe_permute_fp8_ref(pt->tokens, pt->top_k, pt->hidden, pt->rows, x, slot, q_want,
                                 f_want);
-    SW_CUDA_TRY(cudaMemcpy(q_got, d->q, rows * h, cudaMemcpyDeviceToHost));
-    SW_CUDA_TRY(cudaMemcpy(f_got, d->scales, sizeof(float) * nb, cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(cudaMemcpy(q_got, d->q, rows * h, cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(cudaMemcpy(f_got, d->scales, sizeof(float) * nb, cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < rows * h; i++)
       mismatches += q_want[i] != q_got[i];
     for (size_t i = 0; i < nb; i++)
@@ -166,8 +156,8 @@ static ep_status check_point(cuda_sweep *c, const ep_sweep_point *pt, const dev_
     i_got = malloc(sizeof(int32_t) * n_copies);
     if (!f_want || !i_want || !i_got)
       goto nomem;
-    SW_CUDA_TRY(cudaMemcpy(f_want, d->scores, sizeof(float) * n_sc, cudaMemcpyDeviceToHost));
-    SW_CUDA_TRY(cudaMemcpy(i_got, d->routed, sizeof(int32_t) * n_copies, cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(cudaMemcpy(f_want, d->scores, sizeof(float) * n_sc, cudaMemcpyDeviceToHost));
+    EP_CUDA_TRY(cudaMemcpy(i_got, d->routed, sizeof(int32_t) * n_copies, cudaMemcpyDeviceToHost));
     st = ep_moe_router_topk_ref(rc, pt->tokens, f_want, NULL, i_want, NULL);
     for (size_t i = 0; i < n_copies; i++)
       mismatches += i_want[i] != i_got[i];
@@ -280,11 +270,11 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
   if ((st = ep_moe_layout_ref((int64_t)n_copies, pt->local_experts, experts, counts, offsets, slot,
                               NULL)) != EP_OK)
     goto fail;
-  SW_CUDA_TRY(cudaMalloc((void **)&d.x, sizeof(ep_bf16) * n_x));
-  SW_CUDA_TRY(cudaMalloc((void **)&d.y, sizeof(ep_bf16) * rows * h));
-  SW_CUDA_TRY(cudaMalloc((void **)&d.out, sizeof(ep_bf16) * tok * h));
-  SW_CUDA_TRY(cudaMalloc((void **)&d.weights, sizeof(float) * n_copies));
-  SW_CUDA_TRY(cudaMalloc((void **)&d.slot, sizeof(int32_t) * n_copies));
+  EP_CUDA_TRY(cudaMalloc((void **)&d.x, sizeof(ep_bf16) * n_x));
+  EP_CUDA_TRY(cudaMalloc((void **)&d.y, sizeof(ep_bf16) * rows * h));
+  EP_CUDA_TRY(cudaMalloc((void **)&d.out, sizeof(ep_bf16) * tok * h));
+  EP_CUDA_TRY(cudaMalloc((void **)&d.weights, sizeof(float) * n_copies));
+  EP_CUDA_TRY(cudaMalloc((void **)&d.slot, sizeof(int32_t) * n_copies));
   EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.x, (int64_t)n_x, pt->seed, -1.0f, 1.0f));
   EP_TRY(
       ep_moe_cuda_fill_uniform_bf16(c->moe, d.y, (int64_t)(rows * h), pt->seed + 1, -1.0f, 1.0f));
@@ -292,16 +282,16 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
       ep_moe_cuda_fill_uniform_f32(c->moe, d.weights, (int64_t)n_copies, pt->seed + 2, 0.0f, 1.0f));
   /* On the kernels' stream: a non-blocking stream does not wait for the legacy
    * default stream, where a plain cudaMemcpy/cudaMemset may still run. */
-  SW_CUDA_TRY(
+  EP_CUDA_TRY(
       cudaMemcpyAsync(d.slot, slot, sizeof(int32_t) * n_copies, cudaMemcpyHostToDevice, c->stream));
   if (pt->kernel == EP_SWEEP_PERMUTE)
-    SW_CUDA_TRY(
+    EP_CUDA_TRY(
         cudaMemsetAsync(d.y, 0, sizeof(ep_bf16) * rows * h, c->stream)); /* every row is written */
   if (pt->kernel == EP_SWEEP_GROUPED_GEMM) {
     const size_t w13_elems = 2 * im * h, w2_elems = h * im;
     const float b13 = 1.0f / sqrtf((float)h), b2 = 1.0f / sqrtf((float)im);
-    SW_CUDA_TRY(cudaMalloc((void **)&d.w13, sizeof(ep_bf16) * le * w13_elems));
-    SW_CUDA_TRY(cudaMalloc((void **)&d.w2, sizeof(ep_bf16) * le * w2_elems));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.w13, sizeof(ep_bf16) * le * w13_elems));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.w2, sizeof(ep_bf16) * le * w2_elems));
     for (size_t e = 0; e < le; e++) {
       EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.w13 + e * w13_elems, (int64_t)w13_elems,
                                            pt->seed + 100 + e, -b13, b13));
@@ -310,12 +300,12 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
     }
     /* The input is x's first rows rows; y is the output. */
   } else if (pt->kernel == EP_SWEEP_PERMUTE_FP8) {
-    SW_CUDA_TRY(cudaMalloc((void **)&d.q, rows * h));
-    SW_CUDA_TRY(cudaMalloc((void **)&d.scales, sizeof(float) * rows * (h / EP_MOE_FP8_BLOCK)));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.q, rows * h));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.scales, sizeof(float) * rows * (h / EP_FP8_BLOCK)));
   } else if (pt->kernel == EP_SWEEP_ROUTER) {
-    SW_CUDA_TRY(cudaMalloc((void **)&d.w_gate, sizeof(ep_bf16) * (size_t)pt->n_experts * h));
-    SW_CUDA_TRY(cudaMalloc((void **)&d.scores, sizeof(float) * tok * (size_t)pt->n_experts));
-    SW_CUDA_TRY(cudaMalloc((void **)&d.routed, sizeof(int32_t) * n_copies));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.w_gate, sizeof(ep_bf16) * (size_t)pt->n_experts * h));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.scores, sizeof(float) * tok * (size_t)pt->n_experts));
+    EP_CUDA_TRY(cudaMalloc((void **)&d.routed, sizeof(int32_t) * n_copies));
     EP_TRY(ep_moe_cuda_fill_uniform_bf16(c->moe, d.w_gate, (int64_t)((size_t)pt->n_experts * h),
                                          pt->seed + 5, -0.1f, 0.1f));
   }
@@ -327,15 +317,15 @@ static ep_status cuda_measure(void *ctx, const ep_sweep_point *pt, int32_t warmu
     EP_TRY(launch(c, pt, &d, counts, &rc));
   for (int32_t done = 0; done < repeats;) {
     const int32_t n = repeats - done < EP__SWEEP_EVENTS - 1 ? repeats - done : EP__SWEEP_EVENTS - 1;
-    SW_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
+    EP_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
     for (int32_t i = 0; i < n; i++) {
       EP_TRY(launch(c, pt, &d, counts, &rc));
-      SW_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
+      EP_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
     }
-    SW_CUDA_TRY(cudaEventSynchronize(c->ev[n]));
+    EP_CUDA_TRY(cudaEventSynchronize(c->ev[n]));
     for (int32_t i = 0; i < n; i++) {
       float ms = 0;
-      SW_CUDA_TRY(cudaEventElapsedTime(&ms, c->ev[i], c->ev[i + 1]));
+      EP_CUDA_TRY(cudaEventElapsedTime(&ms, c->ev[i], c->ev[i + 1]));
       times_us[done + i] = 1e3 * (double)ms;
     }
     done += n;
@@ -371,19 +361,19 @@ static ep_status copy_bandwidth(cuda_sweep *c, double *GBps)
   const size_t bytes = (size_t)EP__COPY_MIB << 20;
   void *src = NULL, *dst = NULL;
   float ms[EP__COPY_REPEATS];
-  SW_CUDA_TRY(cudaMalloc(&src, bytes));
-  SW_CUDA_TRY(cudaMalloc(&dst, bytes));
-  SW_CUDA_TRY(cudaMemsetAsync(src, 1, bytes, c->stream));
+  EP_CUDA_TRY(cudaMalloc(&src, bytes));
+  EP_CUDA_TRY(cudaMalloc(&dst, bytes));
+  EP_CUDA_TRY(cudaMemsetAsync(src, 1, bytes, c->stream));
   for (int i = 0; i < 3; i++) /* warm-up */
-    SW_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
-  SW_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
+    EP_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+  EP_CUDA_TRY(cudaEventRecord(c->ev[0], c->stream));
   for (int i = 0; i < EP__COPY_REPEATS; i++) {
-    SW_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
-    SW_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
+    EP_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
+    EP_CUDA_TRY(cudaEventRecord(c->ev[i + 1], c->stream));
   }
-  SW_CUDA_TRY(cudaEventSynchronize(c->ev[EP__COPY_REPEATS]));
+  EP_CUDA_TRY(cudaEventSynchronize(c->ev[EP__COPY_REPEATS]));
   for (int i = 0; i < EP__COPY_REPEATS; i++)
-    SW_CUDA_TRY(cudaEventElapsedTime(&ms[i], c->ev[i], c->ev[i + 1]));
+    EP_CUDA_TRY(cudaEventElapsedTime(&ms[i], c->ev[i], c->ev[i + 1]));
   qsort(ms, EP__COPY_REPEATS, sizeof ms[0], cmp_float);
   const double med_ms =
       0.5 * ((double)ms[EP__COPY_REPEATS / 2 - 1] + (double)ms[EP__COPY_REPEATS / 2]);
@@ -407,10 +397,10 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
   char name[128], versions[160];
   EP_TRY(ep_nccl_device_query(0, local_rank, &c->device, &free_b, &total_b, name, sizeof name,
                               versions, sizeof versions));
-  SW_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+  EP_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   EP_TRY(ep_moe_cuda_init(&c->moe, c->device, c->stream));
   for (int i = 0; i < EP__SWEEP_EVENTS; i++)
-    SW_CUDA_TRY(cudaEventCreate(&c->ev[i]));
+    EP_CUDA_TRY(cudaEventCreate(&c->ev[i]));
   double copy_GBps = 0;
   EP_TRY(copy_bandwidth(c, &copy_GBps));
   out->backend = "nccl";

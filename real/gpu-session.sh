@@ -7,7 +7,7 @@
 #  1. probes the machine (GPU, driver, nvcc, NCCL, MPI, libyaml, PyTorch),
 #  2. unpacks libyaml from .debs/ when the machine has none (see real/README.md),
 #  3. builds in build-gpu/ (Release, sm_90; no -Werror: another distribution's compiler),
-#  4. runs the test suite (the GPU tests moe_cuda, real_cuda, real_nccl included),
+#  4. runs the test suite (the GPU tests moe_cuda, real_nccl included),
 #  5. runs the kernel benchmark and its PyTorch twin, and joins them against the targets,
 #  6. runs the calibration sweep (real/measurements/<gpu>/sweep.csv is this file),
 #  7. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1,

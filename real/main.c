@@ -246,8 +246,8 @@ static double physical_ram_bytes(void)
 
 /* Checks every rank's memory estimate against its limit before anything is
  * allocated; rank 0 names the first rank that does not fit. */
-static int check_memory(const ep_plan *plan, const ep_real_shape *shape, ep_real_wire wire,
-                        int rank, int on_gpu, double limit_bytes, const char *limit_what)
+static int check_memory(const ep_plan *plan, const ep_real_shape *shape, ep_dtype wire, int rank,
+                        int on_gpu, double limit_bytes, const char *limit_what)
 {
   const ep_real_mem m = ep_real_mem_estimate(plan, shape, rank, wire, on_gpu);
   const int fits = (double)m.total_bytes <= limit_bytes;
@@ -303,7 +303,7 @@ static double check_output(const ep_real_rank *rk, const float *out, int64_t n_c
     }
     memcpy(got + (size_t)i * (size_t)h, out + (size_t)t * (size_t)h, sizeof(float) * (size_t)h);
   }
-  if (ep_real_reference(&rk->shape, rk->wire == EP_REAL_WIRE_FP8, n_check, gid, ex, w, kept, ref) !=
+  if (ep_real_reference(&rk->shape, rk->wire == EP_DTYPE_FP8, n_check, gid, ex, w, kept, ref) !=
       EP_OK)
     goto done;
   worst = ep_real_rel_error(got, ref, n_check, h);
@@ -375,11 +375,6 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
   return rc;
 }
 
-static const char *wire_name(ep_real_wire w)
-{
-  return w == EP_REAL_WIRE_FP8 ? "fp8" : "bf16";
-}
-
 static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ranks, int local_rank,
                      int n_local, int use_nccl, int argc, char **argv)
 {
@@ -397,8 +392,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   ep_nccl_backend *nccl = NULL;
   int32_t device = -1;
 #endif
-  const ep_real_wire wire =
-      s->model.dispatch_dtype == EP_DTYPE_FP8 ? EP_REAL_WIRE_FP8 : EP_REAL_WIRE_BF16;
+  const ep_dtype wire = s->model.dispatch_dtype;
   const ep_real_shape shape = {s->model.n_experts, s->model.n_shared_experts, s->model.top_k,
                                s->model.hidden,    s->model.moe_intermediate, s->routing.seed};
 
@@ -583,19 +577,19 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   if (rank == 0) {
     const char *backend = backend_desc; /* results.csv's "# backend:" line */
     printf("epsim-real %s: %s, backend %s, %d ranks, dispatch %s rows\n", EP_VERSION,
-           o->scenario_path, backend, n_ranks, wire_name(wire));
+           o->scenario_path, backend, n_ranks, ep_dtype_name(wire));
     if (any_fail > 0) {
       ep_log_error("output check could not run");
       rc = EXIT_INTERNAL;
     } else if (n_checked > 0 && !(worst <= tol)) {
       ep_log_error("output check FAILED: %lld sampled tokens per rank, worst relative L2 error "
                    "%.3e exceeds the bound %.1e (%s dispatch)",
-                   (long long)n_checked, worst, tol, wire_name(wire));
+                   (long long)n_checked, worst, tol, ep_dtype_name(wire));
       rc = EXIT_INTERNAL;
     } else if (n_checked > 0) {
       printf("output check: %lld sampled tokens per rank against the double reference, worst "
              "relative L2 error %.3e (bound %.1e for %s dispatch)\n",
-             (long long)n_checked, worst, tol, wire_name(wire));
+             (long long)n_checked, worst, tol, ep_dtype_name(wire));
     } else {
       printf("output check: skipped (--check-tokens 0)\n");
     }
@@ -691,14 +685,6 @@ int main(int argc, char **argv)
       ep_log_error("%s: the real backend combines in bf16; model.combine_dtype %s is not "
                    "supported (set model.combine_dtype=bf16)",
                    o.scenario_path, ep_dtype_name(scenario.model.combine_dtype));
-    rc = EXIT_BAD_INPUT;
-    goto done;
-  }
-  if (scenario.model.dispatch_dtype == EP_DTYPE_FP8 &&
-      scenario.model.hidden % EP_MOE_FP8_BLOCK != 0) {
-    if (loud)
-      ep_log_error("%s: fp8 dispatch needs model.hidden a multiple of %d, got %d", o.scenario_path,
-                   EP_MOE_FP8_BLOCK, (int)scenario.model.hidden);
     rc = EXIT_BAD_INPUT;
     goto done;
   }

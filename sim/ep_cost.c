@@ -1,29 +1,12 @@
 /* Roofline cost of the expert GroupGEMM phase. */
 #include "ep_cost.h"
 
-int64_t ep_dtype_token_bytes(ep_dtype dtype, int32_t hidden)
-{
-  if (dtype == EP_DTYPE_FP8)
-    return (int64_t)hidden + (int64_t)((hidden + 127) / 128) * 4; /* + fp32 scale per 128 */
-  return (int64_t)hidden * 2;
-}
-
-const char *ep_dtype_name(ep_dtype dtype)
-{
-  return dtype == EP_DTYPE_FP8 ? "fp8" : "bf16";
-}
-
-static double element_bytes(ep_dtype dtype)
-{
-  return dtype == EP_DTYPE_FP8 ? 1.0 : 2.0;
-}
-
 /* One SwiGLU expert's roofline terms for n tokens: FLOPs and HBM bytes. */
 static void swiglu_terms(const ep_expert_shape *shape, int64_t n_tokens, double *flops,
                          double *bytes)
 {
   const double h = shape->hidden, inter = shape->moe_intermediate, n = (double)n_tokens;
-  const double eb = element_bytes(shape->dtype);
+  const double eb = ep_dtype_element_bytes(shape->dtype);
   *flops += 2.0 * n * h * (2.0 * inter) + 2.0 * n * inter * h;
   /* Weights (gate+up and down) once per expert, the token inputs in the GEMM
    * dtype, the 2*I activations written and read back in bf16, outputs in bf16. */

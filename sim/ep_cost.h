@@ -5,14 +5,8 @@
 
 #include <stdint.h>
 
+#include "ep_dtype.h"
 #include "ep_topology.h"
-
-typedef enum { EP_DTYPE_BF16, EP_DTYPE_FP8 } ep_dtype;
-
-/* Bytes of one token's hidden vector: bf16 = 2*hidden; fp8 = hidden plus one
- * fp32 scale per 128 elements (7392 B at hidden 7168, as DeepEP). */
-int64_t ep_dtype_token_bytes(ep_dtype dtype, int32_t hidden);
-const char *ep_dtype_name(ep_dtype dtype); /* "bf16", "fp8" */
 
 typedef struct ep_gemm_cost_params {
   double mma_efficiency; /* achieved / dense peak TFLOPS of the GEMM dtype */
@@ -31,7 +25,7 @@ typedef struct ep_gemm_cost_params {
 typedef struct ep_expert_shape {
   int32_t hidden;
   int32_t moe_intermediate;
-  ep_dtype dtype; /* GEMM input and weight dtype */
+  ep_dtype dtype; /* GEMM input and weight dtype: a payload dtype (bf16 or fp8) */
 } ep_expert_shape;
 
 /* Time of one rank's expert phase: a SwiGLU GroupGEMM (gate+up: 2*I x H, down:

@@ -56,19 +56,15 @@ typedef enum {
 #define EP__NAME_MAX 63
 _Static_assert(sizeof((ep_model_cfg *)0)->name == EP__NAME_MAX + 1, "model name length");
 
-static const char *const ep__dtypes[] = {"bf16", "fp8", NULL}; /* index = ep_dtype */
 static const char *const ep__placements[] = {"contiguous", "round_robin", NULL};
 static const char *const ep__routings[] = {"uniform", "zipf", "hot", NULL};
 static const char *const ep__fabrics[] = {"nonblocking", NULL};
-static const char *const ep__dispatches[] = {"direct", NULL};
 static const char *const ep__flows[] = {"auto", "pair", "port", NULL};
 
-_Static_assert(EP_DTYPE_BF16 == 0 && EP_DTYPE_FP8 == 1, "ep__dtypes order");
 _Static_assert(EP_PLACEMENT_CONTIGUOUS == 0 && EP_PLACEMENT_ROUND_ROBIN == 1, "placement order");
 _Static_assert(EP_ROUTING_UNIFORM == 0 && EP_ROUTING_ZIPF == 1 && EP_ROUTING_HOT == 2,
                "routing order");
 _Static_assert(EP_FLOWS_AUTO == 0 && EP_FLOWS_PAIR == 1 && EP_FLOWS_PORT == 2, "flows order");
-_Static_assert(EP_DISPATCH_DIRECT == 0, "dispatch order");
 
 #define EP__INT(s, n, lo, hi, v)                                                                   \
   {                                                                                                \
@@ -106,8 +102,8 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
     [K_MOE_INTERMEDIATE] =
         EP__INT_REQUIRED(S_MODEL, "moe_intermediate", 1, 1048576, "integer 1..1048576"),
     [K_N_SHARED] = EP__INT(S_MODEL, "n_shared_experts", 0, 1024, "integer 0..1024"),
-    [K_DISPATCH_DTYPE] = EP__ENUM(S_MODEL, "dispatch_dtype", ep__dtypes),
-    [K_COMBINE_DTYPE] = EP__ENUM(S_MODEL, "combine_dtype", ep__dtypes),
+    [K_DISPATCH_DTYPE] = EP__ENUM(S_MODEL, "dispatch_dtype", ep_dtype_payload_names),
+    [K_COMBINE_DTYPE] = EP__ENUM(S_MODEL, "combine_dtype", ep_dtype_payload_names),
     [K_PRESET] = EP__ENUM(S_CLUSTER, "preset", ep_cluster_preset_names),
     [K_NODES] = EP__INT(S_CLUSTER, "nodes", 1, 65536, "integer 1..65536"),
     [K_RACKS] = EP__INT(S_CLUSTER, "racks", 1, 65536, "integer 1..65536"),
@@ -133,7 +129,7 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
                 .valid = "integer 0..18446744073709551615"},
     [K_CAPACITY] =
         EP__NUM(S_POLICY, "capacity_factor", 0, 1, HUGE_VAL, 1, 1, "none or a number > 0"),
-    [K_DISPATCH] = EP__ENUM(S_POLICY, "dispatch", ep__dispatches),
+    [K_DISPATCH] = EP__ENUM(S_POLICY, "dispatch", ep_dispatch_names),
     [K_FLOWS] = EP__ENUM(S_SIM, "flows", ep__flows),
 };
 
@@ -286,6 +282,19 @@ static void ep__check(ep_keyfile *kf, ep_scenario *sc)
                         key[K_N_EXPERTS].i);
   }
 
+  /* A row's size must exist for the payload dtype (fp8 scales whole blocks). */
+  const ep__key dtype_keys[] = {K_DISPATCH_DTYPE, K_COMBINE_DTYPE};
+  for (size_t i = 0; i < sizeof dtype_keys / sizeof dtype_keys[0]; i++) {
+    const ep__key k = dtype_keys[i];
+    if (EP__OK(k) && EP__OK(K_HIDDEN) &&
+        ep_dtype_bytes_per_token((ep_dtype)key[k].e, (int32_t)key[K_HIDDEN].i) < 0) {
+      snprintf(valid, sizeof valid, "bf16, or hidden a multiple of %d", EP_FP8_BLOCK);
+      ep_keyfile_error_at(kf, k, EP_KEYFILE_AT_VALUE, valid,
+                          "%s needs hidden a multiple of %d, hidden is %" PRId64, key[k].text,
+                          EP_FP8_BLOCK, key[K_HIDDEN].i);
+    }
+  }
+
   const ep_gpu_spec *gpu = ep__find_gpu(kf, key);
   int cluster_ok = ep__resolve_cluster(kf, gpu, &sc->cluster);
   int64_t n_gpus = cluster_ok ? (int64_t)sc->cluster.n_nodes * sc->cluster.gpus_per_node : 0;
@@ -365,7 +374,7 @@ static void ep__fill(const ep_keyfile_value *key, ep_scenario *sc)
   if (key[K_CAPACITY].present && !key[K_CAPACITY].none)
     sc->capacity_factor = key[K_CAPACITY].d;
   if (key[K_DISPATCH].present)
-    sc->dispatch = (ep_dispatch_kind)key[K_DISPATCH].e;
+    sc->dispatch = ep_dispatch_find(ep_dispatch_names[key[K_DISPATCH].e]);
   if (key[K_FLOWS].present)
     sc->flows = (ep_flow_mode)key[K_FLOWS].e;
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 
 #include "ep_cost.h"
+#include "ep_dispatch.h"
+#include "ep_dtype.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
 #include "ep_routing.h"
@@ -32,8 +34,6 @@ typedef struct ep_model_cfg {
     .combine_dtype = EP_DTYPE_BF16                                                                 \
   }
 
-typedef enum { EP_DISPATCH_DIRECT } ep_dispatch_kind;
-
 /* How the SimGrid backend turns the plan into network flows. */
 typedef enum {
   EP_FLOWS_AUTO, /* pair up to EP_FLOWS_AUTO_MAX_PAIR_GPUS GPUs, port above */
@@ -51,7 +51,8 @@ typedef struct ep_scenario {
   int64_t tokens_per_gpu;
   ep_routing_cfg routing; /* includes the seed */
   double capacity_factor; /* <= 0: none */
-  ep_dispatch_kind dispatch;
+  /* policy.dispatch: a static ep_dispatch table entry */
+  const ep_dispatch_algo_desc *dispatch;
   ep_flow_mode flows;
   uint64_t content_hash; /* FNV-1a of the file bytes and the overrides */
 } ep_scenario;
@@ -62,7 +63,7 @@ typedef struct ep_scenario {
   {                                                                                                \
     .model = EP_MODEL_CFG_INIT, .cluster = {.fabric = EP_FABRIC_NONBLOCKING},                      \
     .placement = EP_PLACEMENT_CONTIGUOUS, .routing = EP_ROUTING_CFG_INIT,                          \
-    .capacity_factor = 0.0 /* none */, .dispatch = EP_DISPATCH_DIRECT, .flows = EP_FLOWS_AUTO      \
+    .capacity_factor = 0.0 /* none */, .dispatch = &ep_dispatch_direct, .flows = EP_FLOWS_AUTO     \
   }
 
 /* Loads and validates path, then applies overrides ("section.key=value", as

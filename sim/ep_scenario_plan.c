@@ -14,8 +14,11 @@ ep_status ep_scenario_build_plan(const ep_scenario *s, ep_router **router_out, e
     const ep_plan_cfg cfg = {
         .tokens_per_rank = s->tokens_per_gpu,
         .capacity_factor = s->capacity_factor,
-        .dispatch_bytes_per_token = ep_dtype_token_bytes(s->model.dispatch_dtype, s->model.hidden),
-        .combine_bytes_per_token = ep_dtype_token_bytes(s->model.combine_dtype, s->model.hidden),
+        .dispatch_bytes_per_token =
+            ep_dtype_bytes_per_token(s->model.dispatch_dtype, s->model.hidden),
+        .combine_bytes_per_token =
+            ep_dtype_bytes_per_token(s->model.combine_dtype, s->model.hidden),
+        .dispatch = s->dispatch,
     };
     st = ep_plan_build(&cfg, router, &placement, plan);
   }

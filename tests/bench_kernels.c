@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "ep_config.h"
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_rng.h"
 
@@ -164,8 +165,8 @@ typedef struct {
 static ep_status run_router(ep_moe_cuda *ctx, void *arg)
 {
   router_arg *a = arg;
-  return ep_moe_cuda_router(ctx, a->cfg, a->tokens, a->hidden, EP_MOE_DTYPE_BF16, a->x, a->w,
-                            a->bias, NULL, NULL, a->experts, a->weights);
+  return ep_moe_cuda_router(ctx, a->cfg, a->tokens, a->hidden, EP_DTYPE_BF16, a->x, a->w, a->bias,
+                            NULL, NULL, a->experts, a->weights);
 }
 
 static ep_status run_router_select(ep_moe_cuda *ctx, void *arg)
@@ -214,7 +215,7 @@ static ep_status bench_router(ep_moe_cuda *ctx, const bench_opts *o, const bench
     snprintf(shape, sizeof shape, "T=%lld H=%d E=%d k=%d %s", (long long)T, (int)H, (int)E, (int)K,
              c == 0 ? "softmax" : "sigmoid-g8/4-bias");
     /* Check: selection from the GPU's own scores equals the reference. */
-    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, EP_MOE_DTYPE_BF16, d_x, d_w, bias, d_logits, d_scores,
+    EP_TRY(ep_moe_cuda_router(ctx, cfg, T, H, EP_DTYPE_BF16, d_x, d_w, bias, d_logits, d_scores,
                               d_ex, d_weights));
     EP_TRY(ep_moe_cuda_sync(ctx));
     EP_CUDA_TRY(
@@ -302,7 +303,7 @@ static void regen_row(ep_bf16 *row, uint64_t seed, int64_t r, int32_t cols, floa
 static ep_status check_moves(const move_arg *a, const int32_t *h_slot, const float *h_w, int fp8)
 {
   ep_status st = EP_OK;
-  const int32_t H = a->hidden, K = a->top_k, nsb = H / EP_MOE_FP8_BLOCK;
+  const int32_t H = a->hidden, K = a->top_k, nsb = H / EP_FP8_BLOCK;
   ep_bf16 *xr = malloc(sizeof(ep_bf16) * (size_t)H), *row = malloc(sizeof(ep_bf16) * (size_t)H);
   ep_bf16 *yk = malloc(sizeof(ep_bf16) * (size_t)K * H),
           *outr = malloc(sizeof(ep_bf16) * (size_t)H);
@@ -371,7 +372,7 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
   ep_status st = EP_OK;
   const int64_t T = o->tokens, C = T * o->top_k;
   const int32_t H = o->hidden, K = o->top_k, E = o->router_experts;
-  const int fp8 = H % EP_MOE_FP8_BLOCK == 0;
+  const int fp8 = H % EP_FP8_BLOCK == 0;
   int32_t *h_ex = malloc(sizeof(int32_t) * (size_t)C),
           *h_slot = malloc(sizeof(int32_t) * (size_t)C);
   float *h_w = malloc(sizeof(float) * (size_t)C);
@@ -413,8 +414,7 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
   EP_CUDA_TRY(cudaMalloc((void **)&a.x_perm, sizeof(ep_bf16) * (size_t)(C * H)));
   EP_CUDA_TRY(cudaMalloc((void **)&a.out, sizeof(ep_bf16) * (size_t)(T * H)));
   EP_CUDA_TRY(cudaMalloc((void **)&a.q, (size_t)(C * H)));
-  EP_CUDA_TRY(
-      cudaMalloc((void **)&a.scales, sizeof(float) * (size_t)(C * (H / EP_MOE_FP8_BLOCK + 1))));
+  EP_CUDA_TRY(cudaMalloc((void **)&a.scales, sizeof(float) * (size_t)(C * (H / EP_FP8_BLOCK + 1))));
   /* On the context's stream, which does not wait for the legacy default stream
    * (a plain cudaMemcpy from pageable memory may return before its DMA is done). */
   cudaStream_t stream = (cudaStream_t)ep_moe_cuda_stream(ctx);
@@ -472,7 +472,7 @@ static ep_status bench_moves(ep_moe_cuda *ctx, const bench_opts *o, const bench_
   EP_TRY(time_median_us(ctx, o, run_permute, &a, &us));
   emit(out, "permute_bf16", shape, "ours", us, (double)T * row_bf16 + (double)C * row_bf16, 0.0);
   if (fp8) {
-    const double row_fp8 = (double)H + 4.0 * (H / EP_MOE_FP8_BLOCK);
+    const double row_fp8 = (double)H + 4.0 * (H / EP_FP8_BLOCK);
     EP_TRY(time_median_us(ctx, o, run_permute_fp8, &a, &us));
     emit(out, "permute_fp8", shape, "ours", us, (double)T * row_bf16 + (double)C * row_fp8, 0.0);
   }

@@ -1,7 +1,8 @@
-/* Tests for kernels/: placement tables, expert popularity, the Gumbel-top-k router
- * (properties, determinism, and statistical agreement with a brute-force reference
- * that draws every expert's Gumbel), and the dispatch plan against brute-force counts
- * and an independent capacity admission. */
+/* Tests for kernels/: the dtype table, placement tables, expert popularity, the
+ * Gumbel-top-k router (properties, determinism, and statistical agreement with a
+ * brute-force reference that draws every expert's Gumbel), the dispatch algorithm
+ * table, and the dispatch plan against brute-force counts and an independent
+ * capacity admission, with the direct algorithm's stages. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -9,10 +10,53 @@
 #include <string.h>
 
 #include "check.h"
+#include "ep_dispatch.h"
+#include "ep_dtype.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
 #include "ep_rng.h"
 #include "ep_routing.h"
+
+/* ---------- dtypes ---------- */
+
+static void test_dtype(void)
+{
+  CHECK_EQ_INT(EP_DTYPE_COUNT, 3);
+  CHECK_EQ_INT(EP_DTYPE_PAYLOAD_COUNT, 2);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_BF16), 2);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_FP8), 1);
+  CHECK_EQ_INT(ep_dtype_element_bytes(EP_DTYPE_F32), 4);
+  CHECK_EQ_INT(ep_dtype_element_bytes((ep_dtype)EP_DTYPE_COUNT), 0);
+  /* DeepEP's numbers: 7168 bf16 values, or 7168 e4m3 values + 56 fp32 scales. */
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 7168), 14336);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 7168), 7392);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 128), 132);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_F32, 100), 400);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 100), 200);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 100), -1); /* partial scale block */
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, 7168 + 64), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_BF16, 0), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token(EP_DTYPE_FP8, -128), -1);
+  CHECK_EQ_INT(ep_dtype_bytes_per_token((ep_dtype)EP_DTYPE_COUNT, 128), -1);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_BF16), "bf16") == 0);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_FP8), "fp8") == 0);
+  CHECK(strcmp(ep_dtype_name(EP_DTYPE_F32), "f32") == 0);
+  CHECK(strcmp(ep_dtype_name((ep_dtype)-1), "unknown") == 0);
+  /* Names round-trip; the payload list is the table's prefix, NULL-terminated. */
+  for (int d = 0; d < EP_DTYPE_COUNT; d++) {
+    ep_dtype got = (ep_dtype)-1;
+    CHECK_EQ_INT(ep_dtype_from_name(ep_dtype_name((ep_dtype)d), &got), EP_OK);
+    CHECK_EQ_INT(got, d);
+    if (d < EP_DTYPE_PAYLOAD_COUNT)
+      CHECK(strcmp(ep_dtype_payload_names[d], ep_dtype_name((ep_dtype)d)) == 0);
+  }
+  CHECK(ep_dtype_payload_names[EP_DTYPE_PAYLOAD_COUNT] == NULL);
+  ep_dtype kept = EP_DTYPE_FP8;
+  CHECK_EQ_INT(ep_dtype_from_name("BF16", &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_dtype_from_name("fp16", &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_dtype_from_name(NULL, &kept), EP_ERR_INVALID);
+  CHECK_EQ_INT(kept, EP_DTYPE_FP8);
+}
 
 /* ---------- placement ---------- */
 
@@ -524,7 +568,7 @@ static void test_plan_case(ep_routing_cfg rcfg, ep_placement_kind kind, int32_t 
   ep_plan plan, plan2;
   CHECK_EQ_INT(ep_router_init(&r, &rcfg, n_experts, k), EP_OK);
   CHECK_EQ_INT(ep_placement_init(&pl, kind, n_experts, n_ranks), EP_OK);
-  ep_plan_cfg cfg = {tpr, cap_factor, 7392, 14336};
+  ep_plan_cfg cfg = {tpr, cap_factor, 7392, 14336, &ep_dispatch_direct};
   CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan), EP_OK);
   CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan2), EP_OK);
   size_t n_re = (size_t)n_ranks * (size_t)n_experts, n_rr = (size_t)n_ranks * (size_t)n_ranks;
@@ -606,6 +650,26 @@ static void test_plan_case(ep_routing_cfg rcfg, ep_placement_kind kind, int32_t 
   }
   CHECK_EQ_INT(bad_bytes, 0);
   CHECK_EQ_INT(sum_sd, plan.n_routed - plan.n_dropped);
+
+  /* Dispatch "direct": one route stage per direction, exactly the logical traffic;
+   * a message per token copy, combine's transposed. */
+  CHECK(plan.dispatch == &ep_dispatch_direct);
+  CHECK_EQ_INT(plan.n_dispatch_stages, 1);
+  CHECK_EQ_INT(plan.n_combine_stages, 1);
+  const ep_stage *ds = &plan.dispatch_stage[0], *cs = &plan.combine_stage[0];
+  CHECK_EQ_INT(ds->link, EP_LINK_ROUTE);
+  CHECK_EQ_INT(cs->link, EP_LINK_ROUTE);
+  CHECK(memcmp(ds->bytes_src_dst, plan.dispatch_bytes_src_dst, n_rr * sizeof(int64_t)) == 0);
+  CHECK(memcmp(cs->bytes_src_dst, plan.combine_bytes_src_dst, n_rr * sizeof(int64_t)) == 0);
+  CHECK(memcmp(ds->messages_src_dst, plan.tokens_src_dst, n_rr * sizeof(int64_t)) == 0);
+  int64_t bad_msgs = 0;
+  for (int32_t src = 0; src < n_ranks; src++)
+    for (int32_t dst = 0; dst < n_ranks; dst++)
+      bad_msgs += cs->messages_src_dst[(size_t)dst * n_ranks + src] !=
+                  plan.tokens_src_dst[(size_t)src * n_ranks + dst];
+  CHECK_EQ_INT(bad_msgs, 0);
+  CHECK(plan.dispatch_stage[1].bytes_src_dst == NULL &&
+        plan.combine_stage[1].bytes_src_dst == NULL);
   for (int32_t dst = 0; dst < n_ranks; dst++) {
     int64_t col = 0;
     for (int32_t src = 0; src < n_ranks; src++)
@@ -624,6 +688,8 @@ static void test_plan_case(ep_routing_cfg rcfg, ep_placement_kind kind, int32_t 
   ep_plan_free(&plan);
   ep_plan_free(&plan);
   CHECK(plan.tokens_src_dst == NULL);
+  CHECK(plan.dispatch_stage[0].bytes_src_dst == NULL &&
+        plan.combine_stage[0].messages_src_dst == NULL);
   ep_plan_free(&plan2);
   ep_placement_free(&pl);
   ep_router_free(r);
@@ -637,6 +703,57 @@ static void test_plan_case(ep_routing_cfg rcfg, ep_placement_kind kind, int32_t 
   free(src_dst);
   free(per_expert);
   free(admitted);
+}
+
+/* Algorithms that fail: after one stage, and by building no stage at all. */
+static ep_status build_then_fail(ep_plan *plan)
+{
+  ep_status st = ep_stage_init(&plan->dispatch_stage[0], EP_LINK_NIC, plan->n_ranks);
+  return st == EP_OK ? EP_ERR_NOMEM : st;
+}
+
+static ep_status build_nothing(ep_plan *plan)
+{
+  (void)plan;
+  return EP_OK;
+}
+
+static void test_dispatch_table(void)
+{
+  const ep_dispatch_algo_desc *direct = ep_dispatch_find("direct");
+  CHECK(direct == &ep_dispatch_direct);
+  CHECK(direct && strcmp(direct->name, "direct") == 0 && direct->build_stages != NULL);
+  CHECK(ep_dispatch_find("two_shot") == NULL);
+  CHECK(ep_dispatch_find("Direct") == NULL);
+  CHECK(ep_dispatch_find("") == NULL);
+  CHECK(ep_dispatch_find(NULL) == NULL);
+  int32_t n = 0;
+  const ep_dispatch_algo_desc *const *table = ep_dispatch_table(&n);
+  CHECK_EQ_INT(n, 1);
+  CHECK(table[0] == direct);
+  CHECK(ep_dispatch_table(NULL) == table);
+  /* The names list is the table's, in order, NULL-terminated. */
+  for (int32_t i = 0; i < n; i++) {
+    CHECK(strcmp(ep_dispatch_names[i], table[i]->name) == 0);
+    CHECK(ep_dispatch_find(ep_dispatch_names[i]) == table[i]);
+  }
+  CHECK(ep_dispatch_names[n] == NULL);
+
+  CHECK(strcmp(ep_link_class_name(EP_LINK_ROUTE), "route") == 0);
+  CHECK(strcmp(ep_link_class_name(EP_LINK_NVLINK), "nvlink") == 0);
+  CHECK(strcmp(ep_link_class_name(EP_LINK_NIC), "nic") == 0);
+  CHECK(strcmp(ep_link_class_name(EP_LINK_COUNT), "unknown") == 0);
+  ep_stage stage;
+  CHECK_EQ_INT(ep_stage_init(&stage, EP_LINK_NVLINK, 3), EP_OK);
+  CHECK_EQ_INT(stage.link, EP_LINK_NVLINK);
+  int64_t nonzero = 0;
+  for (int i = 0; i < 9; i++)
+    nonzero += stage.bytes_src_dst[i] != 0 || stage.messages_src_dst[i] != 0;
+  CHECK_EQ_INT(nonzero, 0);
+  ep_stage_free(&stage);
+  CHECK(stage.bytes_src_dst == NULL && stage.messages_src_dst == NULL);
+  ep_stage_free(&stage);
+  ep_stage_free(NULL);
 }
 
 static void test_plan(void)
@@ -664,7 +781,7 @@ static void test_plan(void)
   ep_plan plan;
   CHECK_EQ_INT(ep_router_init(&r, &hot, E, K), EP_OK);
   CHECK_EQ_INT(ep_placement_init(&pl, EP_PLACEMENT_CONTIGUOUS, E, R), EP_OK);
-  ep_plan_cfg cfg = {T, 1.0, 7392, 14336};
+  ep_plan_cfg cfg = {T, 1.0, 7392, 14336, &ep_dispatch_direct};
   CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan), EP_OK);
   CHECK(plan.n_dropped > 0);
   ep_plan_free(&plan);
@@ -691,6 +808,17 @@ static void test_plan(void)
   CHECK(plan.tokens_src_dst == NULL);
   CHECK_EQ_INT(ep_plan_build(&cfg, NULL, &pl, &plan), EP_ERR_INVALID);
   CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, NULL), EP_ERR_INVALID);
+  /* No algorithm, one that fails midway (its stage is freed), one that builds no stage. */
+  cfg.dispatch = NULL;
+  CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan), EP_ERR_INVALID);
+  const ep_dispatch_algo_desc failing = {"failing", build_then_fail},
+                              empty = {"empty", build_nothing};
+  cfg.dispatch = &failing;
+  CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan), EP_ERR_NOMEM);
+  CHECK(plan.tokens_src_dst == NULL && plan.dispatch_stage[0].bytes_src_dst == NULL);
+  cfg.dispatch = &empty;
+  CHECK_EQ_INT(ep_plan_build(&cfg, r, &pl, &plan), EP_ERR_INVALID);
+  CHECK(plan.tokens_src_dst == NULL);
   ep_plan_free(NULL);
   ep_placement_free(&other);
   ep_placement_free(&pl);
@@ -699,6 +827,7 @@ static void test_plan(void)
 
 int main(void)
 {
+  test_dtype();
   test_placement();
   test_expert_probs();
   test_router_properties();
@@ -709,6 +838,7 @@ int main(void)
   test_router_statistics(make_cfg(EP_ROUTING_HOT, 1.0, 4, 0.6, 12), 64, 6, 100000);
   test_router_statistics(make_cfg(EP_ROUTING_HOT, 1.0, 3, 0.9, 13), 32, 5, 100000);
   test_router_statistics(make_cfg(EP_ROUTING_ZIPF, 1.5, 1, 0.5, 14), 12, 10, 100000);
+  test_dispatch_table();
   test_plan();
   return check_exit_code("kernels");
 }

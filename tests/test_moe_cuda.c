@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_rng.h"
 
@@ -203,11 +204,11 @@ fail:
 /* ---- router ------------------------------------------------------------- */
 
 static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg, int64_t T,
-                                  int32_t H, ep_moe_dtype dtype, int with_bias, uint64_t seed)
+                                  int32_t H, ep_dtype dtype, int with_bias, uint64_t seed)
 {
   ep_status st = EP_OK;
   const int32_t E = cfg->n_experts, K = cfg->top_k;
-  const size_t esz = dtype == EP_MOE_DTYPE_BF16 ? sizeof(ep_bf16) : sizeof(float);
+  const size_t esz = dtype == EP_DTYPE_BF16 ? sizeof(ep_bf16) : sizeof(float);
   void *h_x = host_alloc(esz * (size_t)(T * H)), *h_w = host_alloc(esz * (size_t)E * H);
   float *h_bias = host_alloc(sizeof(float) * (size_t)E);
   float *g_logits = host_alloc(sizeof(float) * (size_t)(T * E)),
@@ -230,7 +231,7 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
   }
   /* Logit spread of a few units, like a trained gate. */
   const float wscale = 3.0f / sqrtf((float)H);
-  if (dtype == EP_MOE_DTYPE_BF16) {
+  if (dtype == EP_DTYPE_BF16) {
     ep_moe_fill_uniform_bf16(h_x, T * H, seed, -1.0f, 1.0f);
     ep_moe_fill_uniform_bf16(h_w, (int64_t)E * H, seed + 1, -wscale, wscale);
   } else {
@@ -278,7 +279,7 @@ static ep_status test_router_case(ep_moe_cuda *ctx, const ep_moe_router_cfg *cfg
       printf("router E=%d k=%d groups %d/%d %s %s%s: logits err %.1e, scores err %.1e\n", (int)E,
              (int)K, (int)cfg->topk_groups, (int)cfg->n_groups,
              cfg->score_fn == EP_MOE_SCORE_SIGMOID ? "sigmoid" : "softmax",
-             dtype == EP_MOE_DTYPE_BF16 ? "bf16" : "f32", with_bias ? " bias" : "", logit_err,
+             dtype == EP_DTYPE_BF16 ? "bf16" : "f32", with_bias ? " bias" : "", logit_err,
              score_err);
   }
   /* Workspace path (no logits or scores out) selects the same experts. */
@@ -332,15 +333,15 @@ static ep_status test_router(ep_moe_cuda *ctx)
   const ep_moe_router_cfg huge = {4096, 8, 64, 8, EP_MOE_SCORE_SIGMOID, 1, 2.5f};
   /* top_k = EP_MOE_MAX_TOP_K; softmax over 128 experts stays within the 1e-5 score bound. */
   const ep_moe_router_cfg top64 = {128, 64, 4, 4, EP_MOE_SCORE_SOFTMAX, 1, 1.0f};
-  EP_TRY(test_router_case(ctx, &dsv3, 333, 512, EP_MOE_DTYPE_BF16, 1, 100));
-  EP_TRY(test_router_case(ctx, &dsv3, 97, 256, EP_MOE_DTYPE_F32, 0, 110));
-  EP_TRY(test_router_case(ctx, &plain, 257, 96, EP_MOE_DTYPE_F32, 0, 120));
-  EP_TRY(test_router_case(ctx, &g10, 100, 64, EP_MOE_DTYPE_F32, 1, 130));
-  EP_TRY(test_router_case(ctx, &single, 65, 32, EP_MOE_DTYPE_BF16, 1, 140));
-  EP_TRY(test_router_case(ctx, &wide, 70, 128, EP_MOE_DTYPE_BF16, 1, 150));
-  EP_TRY(test_router_case(ctx, &huge, 9, 64, EP_MOE_DTYPE_BF16, 1, 160));
-  EP_TRY(test_router_case(ctx, &top64, 33, 64, EP_MOE_DTYPE_F32, 0, 170));
-  EP_TRY(test_router_case(ctx, &dsv3, 1, 64, EP_MOE_DTYPE_BF16, 1, 180)); /* 3 idle warps */
+  EP_TRY(test_router_case(ctx, &dsv3, 333, 512, EP_DTYPE_BF16, 1, 100));
+  EP_TRY(test_router_case(ctx, &dsv3, 97, 256, EP_DTYPE_F32, 0, 110));
+  EP_TRY(test_router_case(ctx, &plain, 257, 96, EP_DTYPE_F32, 0, 120));
+  EP_TRY(test_router_case(ctx, &g10, 100, 64, EP_DTYPE_F32, 1, 130));
+  EP_TRY(test_router_case(ctx, &single, 65, 32, EP_DTYPE_BF16, 1, 140));
+  EP_TRY(test_router_case(ctx, &wide, 70, 128, EP_DTYPE_BF16, 1, 150));
+  EP_TRY(test_router_case(ctx, &huge, 9, 64, EP_DTYPE_BF16, 1, 160));
+  EP_TRY(test_router_case(ctx, &top64, 33, 64, EP_DTYPE_F32, 0, 170));
+  EP_TRY(test_router_case(ctx, &dsv3, 1, 64, EP_DTYPE_BF16, 1, 180)); /* 3 idle warps */
 fail:
   return st;
 }
@@ -447,7 +448,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
   ep_rng rng;
   ep_rng_seed(&rng, seed, 0);
   const int64_t C = T * K;
-  const int fp8 = H % EP_MOE_FP8_BLOCK == 0;
+  const int fp8 = H % EP_FP8_BLOCK == 0;
   int32_t *ex = host_alloc(sizeof(int32_t) * (size_t)C),
           *slot = host_alloc(sizeof(int32_t) * (size_t)C);
   int32_t *counts = host_alloc(sizeof(int32_t) * (size_t)E),
@@ -471,7 +472,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
   EP_TRY(ep_moe_layout_ref(C, E, ex, counts, off, slot, NULL));
   /* Three spare rows that no copy maps to: they must keep their poison. */
   const int64_t S = off[E] + 3;
-  const int64_t nsb = H / EP_MOE_FP8_BLOCK;
+  const int64_t nsb = H / EP_FP8_BLOCK;
   g_perm = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
   r_perm = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
   y = host_alloc(sizeof(ep_bf16) * (size_t)(S * H));
@@ -486,7 +487,7 @@ static ep_status test_permute_combine_case(ep_moe_cuda *ctx, int64_t T, int32_t 
     goto fail;
   }
   ep_moe_fill_uniform_bf16(x, T * H, seed + 1, -4.0f, 4.0f);
-  for (int64_t i = 0; i < H && i < EP_MOE_FP8_BLOCK; i++)
+  for (int64_t i = 0; i < H && i < EP_FP8_BLOCK; i++)
     x[i] = 0; /* token 0's first block is all zero (fp8 amax floor) */
   ep_moe_fill_uniform_bf16(y, S * H, seed + 2, -2.0f, 2.0f);
   ep_moe_fill_uniform_f32(w, C, seed + 3, 0.0f, 1.0f);
@@ -597,6 +598,126 @@ static ep_status test_permute_combine(ep_moe_cuda *ctx)
   EP_TRY(test_permute_combine_case(ctx, 10, 64, 8, 64, 0.05, 0, 7));
   /* every copy dropped: only the spare rows exist, combine writes zeros */
   EP_TRY(test_permute_combine_case(ctx, 40, 4, 256, 8, 1.0, 0, 8));
+fail:
+  return st;
+}
+
+/* fp8 rows with scales -> bf16 rows at permuted positions, bit for bit. */
+static ep_status test_fp8_rows_case(ep_moe_cuda *ctx, int64_t n_rows, int32_t hidden, uint64_t seed)
+{
+  ep_status st = EP_OK;
+  const size_t nq = (size_t)n_rows * (size_t)hidden,
+               nb = (size_t)n_rows * (size_t)(hidden / EP_FP8_BLOCK);
+  ep_fp8 *q = host_alloc(nq);
+  float *sc = host_alloc(sizeof(float) * nb), *u = host_alloc(sizeof(float) * nq);
+  int32_t *slot = host_alloc(sizeof(int32_t) * (size_t)n_rows);
+  ep_bf16 *want = host_alloc(sizeof(ep_bf16) * nq), *got = host_alloc(sizeof(ep_bf16) * nq);
+  ep_fp8 *d_q = NULL;
+  float *d_sc = NULL;
+  int32_t *d_slot = NULL;
+  ep_bf16 *d_out = NULL;
+  if (!q || !sc || !u || !slot || !want || !got) {
+    st = EP_ERR_NOMEM;
+    goto fail;
+  }
+  ep_moe_fill_uniform_f32(u, (int64_t)nq, seed, -448.0f, 448.0f);
+  for (size_t i = 0; i < nq; i++)
+    q[i] = ep_f32_to_fp8(u[i]);
+  ep_moe_fill_uniform_f32(sc, (int64_t)nb, seed + 1, 1e-4f, 1e-2f);
+  for (int64_t i = 0; i < n_rows; i++)
+    slot[i] = (int32_t)((i * 7 + 3) % n_rows); /* a permutation: 7 is coprime with the sizes */
+  EP_TRY(dev_alloc((void **)&d_q, nq));
+  EP_TRY(dev_alloc((void **)&d_sc, sizeof(float) * nb));
+  EP_TRY(dev_alloc((void **)&d_slot, sizeof(int32_t) * (size_t)n_rows));
+  EP_TRY(dev_alloc((void **)&d_out, sizeof(ep_bf16) * nq));
+  EP_TRY(upload(ctx, d_q, q, nq));
+  EP_TRY(upload(ctx, d_sc, sc, sizeof(float) * nb));
+  EP_TRY(upload(ctx, d_slot, slot, sizeof(int32_t) * (size_t)n_rows));
+  for (int pass = 0; pass < 2; pass++) {
+    memset(want, poisons[pass], sizeof(ep_bf16) * nq);
+    ep_moe_fp8_to_bf16_rows_ref(n_rows, hidden, q, sc, slot, want);
+    EP_TRY(poison(ctx, d_out, sizeof(ep_bf16) * nq, poisons[pass]));
+    EP_TRY(ep_moe_cuda_fp8_to_bf16_rows(ctx, n_rows, hidden, d_q, d_sc, d_slot, d_out));
+    EP_TRY(download(ctx, got, d_out, sizeof(ep_bf16) * nq));
+    CHECK_EQ_INT(count_diff_bytes(got, want, sizeof(ep_bf16) * nq, "fp8_to_bf16_rows"), 0);
+  }
+fail:
+  free(q);
+  free(sc);
+  free(u);
+  free(slot);
+  free(want);
+  free(got);
+  cudaFree(d_q);
+  cudaFree(d_sc);
+  cudaFree(d_slot);
+  cudaFree(d_out);
+  return st;
+}
+
+/* The shared experts' sum and the layer output: acc = a (first), acc += a2,
+ * out = a + acc, bit for bit. */
+static ep_status test_sums_case(ep_moe_cuda *ctx, int64_t n, uint64_t seed)
+{
+  ep_status st = EP_OK;
+  const size_t nz = (size_t)n;
+  ep_bf16 *a = host_alloc(sizeof(ep_bf16) * nz), *a2 = host_alloc(sizeof(ep_bf16) * nz);
+  float *acc = host_alloc(sizeof(float) * nz), *out = host_alloc(sizeof(float) * nz),
+        *got = host_alloc(sizeof(float) * nz);
+  ep_bf16 *d_a = NULL, *d_a2 = NULL;
+  float *d_acc = NULL, *d_out = NULL;
+  if (!a || !a2 || !acc || !out || !got) {
+    st = EP_ERR_NOMEM;
+    goto fail;
+  }
+  ep_moe_fill_uniform_bf16(a, n, seed, -3.0f, 3.0f);
+  ep_moe_fill_uniform_bf16(a2, n, seed + 1, -3.0f, 3.0f);
+  ep_moe_accumulate_bf16_ref(n, a, acc, 1);
+  ep_moe_accumulate_bf16_ref(n, a2, acc, 0);
+  ep_moe_add_bf16_f32_ref(n, a, acc, out);
+  EP_TRY(dev_alloc((void **)&d_a, sizeof(ep_bf16) * nz));
+  EP_TRY(dev_alloc((void **)&d_a2, sizeof(ep_bf16) * nz));
+  EP_TRY(dev_alloc((void **)&d_acc, sizeof(float) * nz));
+  EP_TRY(dev_alloc((void **)&d_out, sizeof(float) * nz));
+  EP_TRY(upload(ctx, d_a, a, sizeof(ep_bf16) * nz));
+  EP_TRY(upload(ctx, d_a2, a2, sizeof(ep_bf16) * nz));
+  for (int pass = 0; pass < 2; pass++) {
+    EP_TRY(poison(ctx, d_acc, sizeof(float) * nz, poisons[pass]));
+    EP_TRY(poison(ctx, d_out, sizeof(float) * nz, poisons[pass]));
+    EP_TRY(ep_moe_cuda_accumulate_bf16(ctx, n, d_a, d_acc, 1));
+    EP_TRY(ep_moe_cuda_accumulate_bf16(ctx, n, d_a2, d_acc, 0));
+    EP_TRY(ep_moe_cuda_add_bf16_f32(ctx, n, d_a, d_acc, d_out));
+    EP_TRY(download(ctx, got, d_acc, sizeof(float) * nz));
+    CHECK_EQ_INT(count_diff_bytes(got, acc, sizeof(float) * nz, "accumulate_bf16"), 0);
+    EP_TRY(download(ctx, got, d_out, sizeof(float) * nz));
+    CHECK_EQ_INT(count_diff_bytes(got, out, sizeof(float) * nz, "add_bf16_f32"), 0);
+  }
+fail:
+  free(a);
+  free(a2);
+  free(acc);
+  free(out);
+  free(got);
+  cudaFree(d_a);
+  cudaFree(d_a2);
+  cudaFree(d_acc);
+  cudaFree(d_out);
+  return st;
+}
+
+static ep_status test_rows(ep_moe_cuda *ctx)
+{
+  ep_status st = EP_OK;
+  EP_TRY(test_fp8_rows_case(ctx, 1, 128, 1));
+  EP_TRY(test_fp8_rows_case(ctx, 37, 7168, 2));
+  EP_TRY(test_fp8_rows_case(ctx, 257, 384, 3));
+  EP_TRY(test_sums_case(ctx, 1, 4));
+  EP_TRY(test_sums_case(ctx, 100003, 5));
+  /* Bad arguments are refused, empty work is fine. */
+  CHECK_EQ_INT(ep_moe_cuda_fp8_to_bf16_rows(ctx, 4, 100, NULL, NULL, NULL, NULL), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_moe_cuda_fp8_to_bf16_rows(ctx, 0, 128, NULL, NULL, NULL, NULL), EP_OK);
+  CHECK_EQ_INT(ep_moe_cuda_add_bf16_f32(ctx, -1, NULL, NULL, NULL), EP_ERR_INVALID);
+  CHECK_EQ_INT(ep_moe_cuda_accumulate_bf16(ctx, -1, NULL, NULL, 1), EP_ERR_INVALID);
 fail:
   return st;
 }
@@ -768,6 +889,7 @@ int main(void)
   CHECK_EQ_INT(test_router(ctx), EP_OK);
   CHECK_EQ_INT(test_layout(ctx), EP_OK);
   CHECK_EQ_INT(test_permute_combine(ctx), EP_OK);
+  CHECK_EQ_INT(test_rows(ctx), EP_OK);
   CHECK_EQ_INT(test_experts(ctx), EP_OK);
   ep_moe_cuda_free(ctx);
   return check_exit_code("test_moe_cuda");

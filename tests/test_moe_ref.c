@@ -165,11 +165,11 @@ static void test_gate_logits(void)
   }
   const float want[4] = {-2, 12, -5, 6};
   float got[4];
-  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_MOE_DTYPE_F32, x, w, got), EP_OK);
+  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_DTYPE_F32, x, w, got), EP_OK);
   for (int i = 0; i < 4; i++)
     CHECK(got[i] == want[i]);
   memset(got, 0, sizeof got);
-  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_MOE_DTYPE_BF16, xb, wb, got), EP_OK);
+  CHECK_EQ_INT(ep_moe_gate_logits_ref(2, 3, 2, EP_DTYPE_BF16, xb, wb, got), EP_OK);
   for (int i = 0; i < 4; i++)
     CHECK(got[i] == want[i]);
 }
@@ -336,7 +336,7 @@ static void test_router_full_and_cfg(void)
   ep_moe_fill_uniform_f32(x, T * H, 1, -1.0f, 1.0f);
   ep_moe_fill_uniform_f32(wg, E * H, 2, -0.5f, 0.5f);
   ep_moe_fill_uniform_f32(bias, E, 3, -0.05f, 0.05f);
-  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_MOE_DTYPE_F32, x, wg, bias, logits, scores, ex, w),
+  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_DTYPE_F32, x, wg, bias, logits, scores, ex, w),
                EP_OK);
   CHECK_EQ_INT(ep_moe_router_scores_ref(cfg.score_fn, T, E, logits, s2), EP_OK);
   CHECK(memcmp(scores, s2, sizeof s2) == 0);
@@ -344,7 +344,7 @@ static void test_router_full_and_cfg(void)
   CHECK(memcmp(ex, ex2, sizeof ex) == 0 && memcmp(w, w2, sizeof w) == 0);
   /* NULL scratch gives the same answer. */
   memset(ex2, 0xff, sizeof ex2);
-  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_MOE_DTYPE_F32, x, wg, bias, NULL, NULL, ex2, NULL),
+  CHECK_EQ_INT(ep_moe_router_ref(&cfg, T, H, EP_DTYPE_F32, x, wg, bias, NULL, NULL, ex2, NULL),
                EP_OK);
   CHECK(memcmp(ex, ex2, sizeof ex) == 0);
 
@@ -544,6 +544,40 @@ static void test_permute(void)
   free(sc);
 }
 
+/* fp8 rows back to bf16 at their slots (hand values with exact products), and
+ * the layer sums. */
+static void test_fp8_rows_and_sums(void)
+{
+  enum { H = 256 };
+  ep_fp8 q[2 * H];
+  float sc[2 * (H / 128)] = {0.5f, 2.0f, 0.25f, 1.0f};
+  int32_t slot[2] = {1, 0}; /* rows swap */
+  ep_bf16 out[2 * H];
+  for (int i = 0; i < 2 * H; i++)
+    q[i] = i % 3 == 0 ? 0x7e : (i % 3 == 1 ? 0x38 : 0xb8); /* 448, 1, -1 */
+  memset(out, 0xee, sizeof out);
+  ep_moe_fp8_to_bf16_rows_ref(2, H, q, sc, slot, out);
+  int bad = 0;
+  for (int r = 0; r < 2; r++)
+    for (int j = 0; j < H; j++) {
+      const int i = r * H + j;
+      const float v = (i % 3 == 0 ? 448.0f : (i % 3 == 1 ? 1.0f : -1.0f)) * sc[r * 2 + j / 128];
+      bad += out[slot[r] * H + j] != ep_f32_to_bf16(v);
+    }
+  CHECK_EQ_INT(bad, 0);
+  CHECK_EQ_INT(out[H], 0x4360); /* row 0 lands at slot 1: 448 * 0.5 = 224 */
+
+  const ep_bf16 a[3] = {ep_f32_to_bf16(1.5f), ep_f32_to_bf16(-2.0f), ep_f32_to_bf16(0.0f)};
+  const ep_bf16 a2[3] = {ep_f32_to_bf16(-0.25f), ep_f32_to_bf16(4.0f), ep_f32_to_bf16(-0.0f)};
+  float acc[3] = {99.0f, 99.0f, 99.0f}, sum[3];
+  ep_moe_accumulate_bf16_ref(3, a, acc, 1); /* first: acc's old values are ignored */
+  CHECK(acc[0] == 1.5f && acc[1] == -2.0f && acc[2] == 0.0f);
+  ep_moe_accumulate_bf16_ref(3, a2, acc, 0);
+  CHECK(acc[0] == 1.25f && acc[1] == 2.0f && acc[2] == 0.0f);
+  ep_moe_add_bf16_f32_ref(3, a, acc, sum);
+  CHECK(sum[0] == 2.75f && sum[1] == 0.0f && sum[2] == 0.0f);
+}
+
 /* ---- SwiGLU experts ----------------------------------------------------- */
 
 static void test_grouped_gemm_hand(void)
@@ -702,6 +736,7 @@ int main(void)
   test_layout_hand();
   test_layout_random();
   test_permute();
+  test_fp8_rows_and_sums();
   test_grouped_gemm_hand();
   test_swiglu();
   test_expert_ffn();

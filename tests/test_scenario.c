@@ -176,7 +176,7 @@ static void test_bundled(void)
   CHECK_EQ_INT(l.sc.routing.kind, EP_ROUTING_UNIFORM);
   CHECK(l.sc.routing.seed == 1);
   CHECK(l.sc.capacity_factor <= 0.0);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
   loaded_free(&l);
 
@@ -244,7 +244,7 @@ static void test_defaults(void)
   CHECK(l.sc.routing.zipf_exponent == 1.0);
   CHECK(l.sc.routing.seed == 1);
   CHECK(l.sc.capacity_factor <= 0.0);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
   check_preset_cluster(&l.sc.cluster, "hgx-h100", 2);
 
@@ -344,7 +344,7 @@ static void test_all_keys(void)
   CHECK(l.sc.routing.zipf_exponent == 1.25);
   CHECK(l.sc.routing.seed == UINT64_MAX);
   CHECK(l.sc.capacity_factor == 1.5);
-  CHECK_EQ_INT(l.sc.dispatch, EP_DISPATCH_DIRECT);
+  CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_PORT);
   loaded_free(&l);
 
@@ -508,6 +508,11 @@ static void test_type_errors(void)
              "7:19: model.dispatch_dtype: unknown value 'fp16' (valid: bf16, fp8)");
   EXPECT_ONE(MODEL "  combine_dtype: BF16\n" CLUSTER PARALLEL WORKLOAD,
              "7:18: model.combine_dtype: unknown value 'BF16' (valid: bf16, fp8)");
+  /* fp8 rows scale whole 128-element blocks. */
+  EXPECT_ONE("model:\n  name: test\n  n_experts: 16\n  top_k: 2\n  hidden: 1000\n"
+             "  moe_intermediate: 512\n  combine_dtype: fp8\n" CLUSTER PARALLEL WORKLOAD,
+             "7:18: model.combine_dtype: fp8 needs hidden a multiple of 128, hidden is 1000 "
+             "(valid: bf16, or hidden a multiple of 128)");
   EXPECT_ONE(HEAD "  placement: random\n" WORKLOAD,
              "12:14: parallel.placement: unknown value 'random' (valid: contiguous, round_robin)");
   EXPECT_ONE(BASE "policy:\n  dispatch: two_shot\n",
