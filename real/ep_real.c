@@ -149,6 +149,10 @@ ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape
   if (on_gpu) {
     const int64_t rows = n_recv > tpr ? n_recv : tpr;
     b += rows * (2 * im + im) * bf; /* gate/up product and activation */
+  } else {
+    /* The layer's own router weights, send slots and slot maps in compute
+     * memory, beside the rank's (on a GPU the two lines above count them). */
+    b += n_copies * 8 + n_recv * 8;
   }
   m.buffers_bytes = b;
   m.total_bytes = m.weights_bytes + m.buffers_bytes;

@@ -1,5 +1,5 @@
-/* What one rank of the real backend knows before the layer runs, shared by the
- * CPU and NCCL backends: its tokens' routing (regenerated from the plan), the
+/* What one rank of the real backend knows before the layer runs, whatever the
+ * backend (the layer program, ep_layer.h): its tokens' routing (regenerated from the plan), the
  * send side of the exchange layout, the plan's prediction of what it will
  * receive, and the memory estimate checked before any buffer is allocated.
  * No MPI, CUDA or NCCL here. */
@@ -51,7 +51,7 @@ ep_status ep_real_rank_set_recv(ep_real_rank *rk, const int64_t *recv_slot_count
 
 void ep_real_rank_free(ep_real_rank *rk); /* NULL-safe */
 
-/* Memory one rank needs, by the layout of ep_real_cpu.c / ep_real_nccl.c. */
+/* Memory one rank needs, by the buffers of ep_layer.c. */
 typedef struct ep_real_mem {
   int32_t local_experts; /* routed experts on the rank, plus shared ones */
   int64_t weights_bytes; /* bf16 w13 + w2 of those experts */
@@ -59,8 +59,8 @@ typedef struct ep_real_mem {
   int64_t total_bytes;
 } ep_real_mem;
 
-/* on_gpu: 1 for the NCCL backend's device memory (adds the GEMM intermediates
- * it keeps), 0 for the CPU backend's host memory. */
+/* on_gpu: 1 for a GPU compute's device memory (adds the GEMM intermediates
+ * it keeps), 0 for the reference compute's host memory. */
 ep_real_mem ep_real_mem_estimate(const ep_plan *plan, const ep_real_shape *shape, int32_t rank,
                                  ep_dtype wire, int on_gpu);
 

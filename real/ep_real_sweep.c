@@ -367,8 +367,9 @@ ep_status ep_sweep_run(const ep_scenario *s, const char *scenario_path, const ep
 }
 
 int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const char *out_dir,
-                       int use_nccl, const char *tokens_list, const char *experts_list,
-                       int32_t repeats, int32_t local_rank, int argc, char **argv)
+                       int use_nccl, ep_sweep_impl_init impl_init, const char *tokens_list,
+                       const char *experts_list, int32_t repeats, int32_t local_rank, int argc,
+                       char **argv)
 {
   enum { MAX_POINTS = 64 };
   int64_t tokens[MAX_POINTS], experts[MAX_POINTS];
@@ -391,13 +392,7 @@ int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const ch
     }
   }
   ep_sweep_impl impl;
-  ep_status st;
-#if EP_REAL_HAVE_NCCL
-  st = use_nccl ? ep_sweep_cuda_impl(&impl, local_rank) : ep_sweep_cpu_impl(&impl);
-#else
-  (void)local_rank;
-  st = use_nccl ? EP_ERR_UNSUPPORTED : ep_sweep_cpu_impl(&impl);
-#endif
+  ep_status st = impl_init(&impl, local_rank);
   if (st != EP_OK)
     return 2;
   const ep_sweep_cfg cfg = {experts, n_experts, tokens, n_tokens,

@@ -95,17 +95,20 @@ typedef struct ep_sweep_cfg {
 ep_status ep_sweep_run(const ep_scenario *s, const char *scenario_path, const ep_sweep_cfg *cfg,
                        const ep_sweep_impl *impl, int argc, char **argv, FILE *csv);
 
-/* epsim-real --sweep: picks the backend, parses the lists, writes DIR/sweep.csv
- * (through a temporary, renamed when complete) and prints where. Returns an
- * exit code: 0 ok, 1 bad input, 2 internal error. */
-int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const char *out_dir,
-                       int use_nccl, const char *tokens_list, const char *experts_list,
-                       int32_t repeats, int32_t local_rank, int argc, char **argv);
+/* Sets up one backend's kernels (ep_sweep_cpu_impl's or ep_sweep_cuda_impl's). */
+typedef ep_status (*ep_sweep_impl_init)(ep_sweep_impl *out, int32_t local_rank);
 
-#if EP_REAL_HAVE_NCCL
+/* epsim-real --sweep: sets up the kernels with impl_init (use_nccl: the GPU's,
+ * for the defaults), parses the lists, writes DIR/sweep.csv (through a
+ * temporary, renamed when complete) and prints where. Returns an exit code:
+ * 0 ok, 1 bad input, 2 internal error. */
+int ep_real_sweep_main(const ep_scenario *s, const char *scenario_path, const char *out_dir,
+                       int use_nccl, ep_sweep_impl_init impl_init, const char *tokens_list,
+                       const char *experts_list, int32_t repeats, int32_t local_rank, int argc,
+                       char **argv);
+
 /* The CUDA launchers of ep_moe_cuda.h on GPU local_rank % device count, timed
- * with CUDA events. */
+ * with CUDA events. Built with CUDA and NCCL only (ep_real_backends.c). */
 ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank);
-#endif
 
 #endif

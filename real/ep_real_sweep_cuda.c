@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_compute.h"
 #include "ep_cuda_check.h"
 #include "ep_moe_cuda.h"
 #include "ep_real.h"
-#include "ep_real_nccl.h"
 
 /* Relative L2 bound for one grouped-GEMM row: cuBLAS accumulates bf16 products
  * in fp32, the reference in double; both round the same three stages to bf16. */
@@ -393,10 +393,9 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
   cuda_sweep *c = calloc(1, sizeof *c);
   if (!c)
     return EP_ERR_NOMEM;
-  int64_t free_b = 0, total_b = 0;
-  char name[128], versions[160];
-  EP_TRY(ep_nccl_device_query(0, local_rank, &c->device, &free_b, &total_b, name, sizeof name,
-                              versions, sizeof versions));
+  ep_compute_device dev;
+  EP_TRY(ep_compute_cuda.device_query(0, local_rank, &dev));
+  c->device = dev.device;
   EP_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   EP_TRY(ep_moe_cuda_init(&c->moe, c->device, c->stream));
   for (int i = 0; i < EP__SWEEP_EVENTS; i++)
@@ -415,7 +414,7 @@ ep_status ep_sweep_cuda_impl(ep_sweep_impl *out, int32_t local_rank)
            "warm-up launches; outputs checked against the C reference before timing\n"
            "# copy_GBps: %.1f (cudaMemcpyAsync device to device of %d MiB, bytes read + written "
            "over the median of %d)\n",
-           (int)c->device, name, (double)total_b / (1024.0 * 1024 * 1024), versions,
+           (int)c->device, dev.name, (double)dev.total_bytes / (1024.0 * 1024 * 1024), dev.versions,
            ep_moe_gemm_impl_name(EP_MOE_GEMM_AUTO), out->warmup, copy_GBps, EP__COPY_MIB,
            EP__COPY_REPEATS);
   return EP_OK;

@@ -10,19 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ep_config.h"
+#include "ep_layer.h"
 #include "ep_output.h"
 #include "ep_plan.h"
 #include "ep_real.h"
-#include "ep_real_cpu.h"
+#include "ep_real_backends.h"
 #include "ep_real_sweep.h"
 #include "ep_scenario.h"
-#if EP_REAL_HAVE_NCCL
-#include "ep_moe_cuda.h"
-#include "ep_real_nccl.h"
-#endif
 
 enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_INTERNAL = 2 };
 
@@ -38,7 +34,7 @@ enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_INTERNAL = 2 };
 typedef struct options {
   const char *scenario_path;
   const char *out_dir;
-  const char *backend; /* "auto", "cpu", "nccl" */
+  const char *backend; /* "auto" or a name of ep_real_backends.h */
   const char **sets;
   int n_sets;
   int sweep;
@@ -53,21 +49,26 @@ typedef struct options {
 
 static void usage(FILE *f)
 {
+  fputs("usage: mpirun -np EP epsim-real SCENARIO [options]\n"
+        "       epsim-real SCENARIO --sweep [options]\n"
+        "       epsim-real --help | --version\n"
+        "\n"
+        "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"
+        "for real, one MPI rank per EP rank, with the simulator's routing, placement and\n"
+        "dispatch plan; checks the output against a CPU reference on sampled tokens;\n"
+        "writes DIR/results.csv, DIR/trace.json and DIR/phases.png in the simulator's\n"
+        "schema. The scenario's parallel.ep must equal the number of ranks.\n"
+        "\n"
+        "  -o DIR               output directory (default epsim-real-out)\n",
+        f);
+  fputs("  --backend B          auto: the first GPU backend built with a visible GPU, else cpu;\n"
+        "                       or one of (* not built into this epsim-real):\n",
+        f);
+  const ep_real_backend *be = NULL;
+  for (int32_t i = 0; (be = ep_real_backend_at(i)); i++)
+    fprintf(f, "                       %-9s%s%s\n", be->name, ep_real_backend_built(be) ? "" : "* ",
+            be->description);
   fputs(
-      "usage: mpirun -np EP epsim-real SCENARIO [options]\n"
-      "       epsim-real SCENARIO --sweep [options]\n"
-      "       epsim-real --help | --version\n"
-      "\n"
-      "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"
-      "for real, one MPI rank per EP rank, with the simulator's routing, placement and\n"
-      "dispatch plan; checks the output against a CPU reference on sampled tokens;\n"
-      "writes DIR/results.csv, DIR/trace.json and DIR/phases.png in the simulator's\n"
-      "schema. The scenario's parallel.ep must equal the number of ranks.\n"
-      "\n"
-      "  -o DIR               output directory (default epsim-real-out)\n"
-      "  --backend B          auto (nccl if built and a GPU is present, else cpu), cpu, nccl,\n"
-      "                       cuda-ipc (nccl's kernels, rows moved by CUDA IPC copies: ranks\n"
-      "                       on one node may share a GPU; for testing, not for timings)\n"
       "  --set key=value      override a scenario key (repeatable), e.g. parallel.ep=1\n"
       "  --dump-output FILE   write the layer output: float32, native byte order,\n"
       "                       [ep * tokens_per_gpu * hidden], global token order (rank-major)\n"
@@ -143,9 +144,14 @@ static int parse_args(int argc, char **argv, options *o, int loud)
       return 1;
     }
     if (!strcmp(a, "--version")) {
-      if (loud)
-        printf("epsim-real %s (git %s), backends: cpu%s\n", EP_VERSION, EP_GIT_SHA,
-               EP_REAL_HAVE_NCCL ? " nccl cuda-ipc" : "");
+      if (loud) {
+        printf("epsim-real %s (git %s), backends:", EP_VERSION, EP_GIT_SHA);
+        const ep_real_backend *be = NULL;
+        for (int32_t b = 0; (be = ep_real_backend_at(b)); b++)
+          if (ep_real_backend_built(be))
+            printf(" %s", be->name);
+        putchar('\n');
+      }
       return 1;
     }
     if (!strcmp(a, "--sweep")) {
@@ -169,10 +175,14 @@ static int parse_args(int argc, char **argv, options *o, int loud)
       } else if (!strcmp(a, "--set")) {
         o->sets[o->n_sets++] = v;
       } else if (!strcmp(a, "--backend")) {
-        if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "nccl") && strcmp(v, "cuda-ipc")) {
-          if (err)
-            fprintf(err, "epsim-real: unknown backend '%s' (valid: auto, cpu, nccl, cuda-ipc)\n",
-                    v);
+        if (strcmp(v, "auto") && !ep_real_backend_find(v)) {
+          if (err) {
+            fprintf(err, "epsim-real: unknown backend '%s' (valid: auto", v);
+            const ep_real_backend *be = NULL;
+            for (int32_t b = 0; (be = ep_real_backend_at(b)); b++)
+              fprintf(err, ", %s", be->name);
+            fputs(")\n", err);
+          }
           return -1;
         }
         o->backend = v;
@@ -236,12 +246,6 @@ static int agree_rc(int rc)
   if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
     return EXIT_INTERNAL;
   return worst;
-}
-
-static double physical_ram_bytes(void)
-{
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
 }
 
 /* Checks every rank's memory estimate against its limit before anything is
@@ -375,23 +379,77 @@ static int dump_output(const char *path, const float *out, int64_t tpr, int32_t 
   return rc;
 }
 
-static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ranks, int local_rank,
-                     int n_local, int use_nccl, int argc, char **argv)
+/* What the timed layer gives the report. */
+typedef struct layer_result {
+  const char *backend; /* results.csv's "# backend:" line */
+  ep_dtype wire;
+  double worst;     /* worst relative error over all ranks' sampled tokens */
+  int check_failed; /* some rank could not run its check */
+  int64_t n_checked;
+} layer_result;
+
+/* Rank 0's summary and output files from every rank's timeline (all). */
+static int report_layer(const options *o, const ep_scenario *s, const ep_plan *plan,
+                        const ep_rank_timeline *all, const layer_result *res, int n_ranks, int argc,
+                        char **argv)
+{
+  int rc = EXIT_OK;
+  const double tol = EP_REAL_TOL;
+  printf("epsim-real %s: %s, backend %s, %d ranks, dispatch %s rows\n", EP_VERSION,
+         o->scenario_path, res->backend, n_ranks, ep_dtype_name(res->wire));
+  if (res->check_failed) {
+    ep_log_error("output check could not run");
+    rc = EXIT_INTERNAL;
+  } else if (res->n_checked > 0 && !(res->worst <= tol)) {
+    ep_log_error("output check FAILED: %lld sampled tokens per rank, worst relative L2 error "
+                 "%.3e exceeds the bound %.1e (%s dispatch)",
+                 (long long)res->n_checked, res->worst, tol, ep_dtype_name(res->wire));
+    rc = EXIT_INTERNAL;
+  } else if (res->n_checked > 0) {
+    printf("output check: %lld sampled tokens per rank against the double reference, worst "
+           "relative L2 error %.3e (bound %.1e for %s dispatch)\n",
+           (long long)res->n_checked, res->worst, tol, ep_dtype_name(res->wire));
+  } else {
+    printf("output check: skipped (--check-tokens 0)\n");
+  }
+  if (rc == EXIT_OK) {
+    ep_summary summary;
+    ep_status st;
+    if ((st = ep_summary_compute(s, plan, all, &summary)) != EP_OK) {
+      ep_log_error("summary failed: %s", ep_status_str(st));
+      rc = EXIT_INTERNAL;
+    } else {
+      putchar('\n');
+      ep_summary_print(s, plan, &summary, stdout);
+      const ep_provenance prov = {.tool = "epsim-real",
+                                  .backend = res->backend,
+                                  .scenario_path = o->scenario_path,
+                                  .argc = argc,
+                                  .argv = argv};
+      if ((st = ep_output_write(o->out_dir, &prov, s, plan, all)) != EP_OK) {
+        ep_log_error("writing outputs to %s failed: %s", o->out_dir, ep_status_str(st));
+        rc = EXIT_INTERNAL;
+      } else {
+        printf("\nwrote %s/results.csv, %s/trace.json, %s/phases.png%s%s\n", o->out_dir, o->out_dir,
+               o->out_dir, o->dump_path ? ", " : "", o->dump_path ? o->dump_path : "");
+      }
+    }
+  }
+  fflush(stdout);
+  return rc;
+}
+
+static int run_layer(const options *o, const ep_scenario *s, const ep_real_backend *be,
+                     const ep_real_ranks *where, int argc, char **argv)
 {
   int rc = EXIT_INTERNAL;
+  const int rank = where->rank, n_ranks = where->n_ranks;
   ep_router *router = NULL;
   ep_plan plan = {0};
   ep_real_rank rk = {0};
-  ep_cpu_backend *cpu = NULL;
-  void *ctx = NULL;
-  const ep_backend_ops *ops = NULL;
-  float *out_host = NULL;
+  ep_layer *layer = NULL;
+  float *out = NULL;
   ep_rank_timeline tl, *all = NULL;
-  (void)local_rank; /* used by the NCCL backend only */
-#if EP_REAL_HAVE_NCCL
-  ep_nccl_backend *nccl = NULL;
-  int32_t device = -1;
-#endif
   const ep_dtype wire = s->model.dispatch_dtype;
   const ep_real_shape shape = {s->model.n_experts, s->model.n_shared_experts, s->model.top_k,
                                s->model.hidden,    s->model.moe_intermediate, s->routing.seed};
@@ -401,64 +459,15 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
       EXIT_OK)
     goto done;
 
-  /* Fit check before any buffer exists. */
-  char limit_what[256], backend_desc[320];
-  const int ipc = !strcmp(o->backend, "cuda-ipc"); /* the GPU backend without NCCL */
-  const char *gpu_backend = ipc ? "cuda-ipc" : "nccl";
-  snprintf(backend_desc, sizeof backend_desc, "%s", use_nccl ? gpu_backend : "cpu");
-  double limit = 0;
-  if (!use_nccl) {
-    if (o->max_mem_bytes > 0) {
-      limit = o->max_mem_bytes;
-      snprintf(limit_what, sizeof limit_what, "--max-mem");
-    } else {
-      char ram[32];
-      limit = physical_ram_bytes() / (n_local > 0 ? n_local : 1);
-      snprintf(limit_what, sizeof limit_what,
-               "cpu backend: physical RAM %s / %d ranks on this node; set --max-mem",
-               ep_real_format_bytes(physical_ram_bytes(), ram, sizeof ram), n_local);
-    }
-  }
-#if EP_REAL_HAVE_NCCL
-  else {
-    int64_t free_b = 0, total_b = 0;
-    char name[128], versions[128], fb[32], tb[32];
-    const int32_t n_dev = ep_moe_cuda_device_count();
-    int qrc = EXIT_OK;
-    const int per_gpu = n_dev > 0 ? (n_local + n_dev - 1) / n_dev : 1; /* ranks sharing a GPU */
-    if (n_local > n_dev && !ipc) {
-      /* NCCL refuses two ranks of one communicator on the same GPU. */
-      if (local_rank == 0)
-        ep_log_error("--backend nccl: %d ranks on this node but %d GPU%s; NCCL needs one GPU per "
-                     "rank (use fewer ranks per node, --backend cuda-ipc, or --backend cpu)",
-                     n_local, (int)n_dev, n_dev == 1 ? "" : "s");
-      qrc = EXIT_BAD_INPUT;
-    } else if (ipc && n_local != n_ranks) {
-      /* CUDA IPC maps memory of processes on the same machine only. */
-      if (rank == 0)
-        ep_log_error("--backend cuda-ipc: all ranks must run on one node (%d of %d ranks share "
-                     "rank 0's); use --backend nccl across nodes",
-                     n_local, n_ranks);
-      qrc = EXIT_BAD_INPUT;
-    } else if (ep_nccl_device_query(rank, local_rank, &device, &free_b, &total_b, name, sizeof name,
-                                    versions, sizeof versions) != EP_OK) {
-      qrc = EXIT_INTERNAL;
-    }
-    if ((rc = agree_rc(qrc)) != EXIT_OK)
-      goto done;
-    snprintf(backend_desc, sizeof backend_desc, "%s (GPU %d %s, %s)", gpu_backend, (int)device,
-             name, versions);
-    /* Leave room for the CUDA context's and NCCL's own buffers, per rank on the GPU. */
-    const double reserve = 1.5 * 1024 * 1024 * 1024;
-    limit = (double)free_b / per_gpu - reserve;
-    snprintf(limit_what, sizeof limit_what,
-             "GPU %d %s: %s free of %s, shared by %d rank%s, less 1.5 GiB each for CUDA/NCCL",
-             (int)device, name, ep_real_format_bytes((double)free_b, fb, sizeof fb),
-             ep_real_format_bytes((double)total_b, tb, sizeof tb), per_gpu,
-             per_gpu == 1 ? "" : "s");
-  }
-#endif
-  if ((rc = check_memory(&plan, &shape, wire, rank, use_nccl, limit, limit_what)) != EXIT_OK)
+  /* Where the backend runs, and the fit check before any buffer exists. */
+  ep_real_site site;
+  ep_status st = ep_real_backend_setup(be, where, o->max_mem_bytes, &site);
+  if ((rc = agree_rc(st == EP_OK            ? EXIT_OK
+                     : st == EP_ERR_INVALID ? EXIT_BAD_INPUT
+                                            : EXIT_INTERNAL)) != EXIT_OK)
+    goto done;
+  if ((rc = check_memory(&plan, &shape, wire, rank, be->compute->on_gpu, site.mem_limit_bytes,
+                         site.mem_limit_what)) != EXIT_OK)
     goto done;
   /* The output directory exists once the input is known to be good. */
   rc = EXIT_OK;
@@ -469,44 +478,27 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   if ((rc = agree_rc(rc)) != EXIT_OK)
     goto done;
 
-  ep_status st = ep_real_rank_init(&plan, router, &shape, rank, wire, &rk);
+  st = ep_real_rank_init(&plan, router, &shape, rank, wire, &rk);
   if ((rc = agree_rc(st == EP_OK            ? EXIT_OK
                      : st == EP_ERR_INVALID ? EXIT_BAD_INPUT
                                             : EXIT_INTERNAL)) != EXIT_OK)
     goto done;
-  if (!use_nccl) {
-    st = ep_cpu_backend_init(&cpu, &rk, MPI_COMM_WORLD);
-    ops = &ep_cpu_backend_ops;
-    ctx = cpu;
-  }
-#if EP_REAL_HAVE_NCCL
-  else {
-    st = ep_nccl_backend_init(&nccl, &rk, MPI_COMM_WORLD, device, ipc);
-    ops = &ep_nccl_backend_ops;
-    ctx = nccl;
-    if (st != EP_OK) {
-      /* Peers may be waiting in ncclCommInitRank, which has no timeout. */
-      ep_log_error("rank %d: %s backend setup failed (%s); aborting all ranks", rank, gpu_backend,
-                   ep_status_str(st));
-      MPI_Abort(MPI_COMM_WORLD, EXIT_INTERNAL);
-    }
-  }
-#endif
-  if ((rc = agree_rc(st == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
+  const ep_layer_cfg lcfg = {be->name, be->transport, be->compute, MPI_COMM_WORLD, site.device};
+  if ((st = ep_layer_init(&layer, &rk, &lcfg)) != EP_OK) {
+    /* Peers may be waiting in a collective of the setup (no timeout). */
+    ep_log_error("rank %d: %s backend setup failed (%s); aborting all ranks", rank, be->name,
+                 ep_status_str(st));
+    MPI_Abort(MPI_COMM_WORLD, EXIT_INTERNAL);
+    rc = EXIT_INTERNAL;
     goto done;
+  }
+  const ep_backend_ops *ops = ep_layer_ops(layer);
 
   /* The layer: the engine's per-rank program, from a common barrier; warm-up
    * layers first (same inputs, same output), then the timed one. */
-  st = EP_OK;
   for (int32_t it = 0; it <= o->warmup && st == EP_OK; it++) {
     memset(&tl, 0, sizeof tl);
-    st = use_nccl ? EP_ERR_UNSUPPORTED : ep_cpu_backend_start(cpu);
-#if EP_REAL_HAVE_NCCL
-    if (use_nccl)
-      st = ep_nccl_backend_start(nccl);
-#endif
-    if (st == EP_OK)
-      st = ep_engine_run_rank(ops, ctx, &plan, rank, &tl);
+    st = ep_engine_run_rank(ops, layer, &plan, rank, &tl);
   }
   if (st != EP_OK) {
     /* Peers may be blocked in a collective this rank will never join. */
@@ -517,19 +509,10 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   }
 
   /* The output, on the host. */
-  float *out = NULL;
-  if (!use_nccl) {
-    out = ep_cpu_backend_output(cpu);
-  }
-#if EP_REAL_HAVE_NCCL
-  else {
-    out_host = malloc(sizeof(float) * (size_t)plan.tokens_per_rank * (size_t)shape.hidden);
-    st = out_host ? ep_nccl_backend_output(nccl, out_host) : EP_ERR_NOMEM;
-    if ((rc = agree_rc(st == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
-      goto done;
-    out = out_host;
-  }
-#endif
+  out = malloc(sizeof(float) * (size_t)plan.tokens_per_rank * (size_t)shape.hidden);
+  st = out ? ops->output(layer, out) : EP_ERR_NOMEM;
+  if ((rc = agree_rc(st == EP_OK ? EXIT_OK : EXIT_INTERNAL)) != EXIT_OK)
+    goto done;
 
   /* Reference check on sampled tokens. EPSIM_REAL_TEST_CORRUPT=1 (a test hook,
    * tests/test_real.sh) corrupts rank 0's first output value first, to prove a
@@ -537,8 +520,9 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
   const char *corrupt = getenv("EPSIM_REAL_TEST_CORRUPT");
   if (corrupt && !strcmp(corrupt, "1") && rank == 0 && plan.tokens_per_rank > 0)
     out[0] += 1.0f;
-  double err = check_output(&rk, out, o->check_tokens), worst = err;
-  if (MPI_Allreduce(&err, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+  layer_result res = {site.description, wire, 0, 0, 0};
+  double err = check_output(&rk, out, o->check_tokens);
+  if (MPI_Allreduce(&err, &res.worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
     ep_log_error("rank %d: MPI_Allreduce of the output check failed", rank);
     rc = EXIT_INTERNAL;
     goto done;
@@ -549,9 +533,8 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     rc = EXIT_INTERNAL;
     goto done;
   }
-  const double tol = EP_REAL_TOL;
-  const int64_t n_checked =
-      o->check_tokens < plan.tokens_per_rank ? o->check_tokens : plan.tokens_per_rank;
+  res.check_failed = any_fail > 0;
+  res.n_checked = o->check_tokens < plan.tokens_per_rank ? o->check_tokens : plan.tokens_per_rank;
 
   if (o->dump_path) {
     if ((rc = agree_rc(dump_output(o->dump_path, out, plan.tokens_per_rank, shape.hidden, rank,
@@ -559,7 +542,7 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
       goto done;
   }
 
-  /* Timelines to rank 0, then the simulator's writer. */
+  /* Timelines to rank 0, then the report. */
   if (rank == 0) {
     all = calloc((size_t)n_ranks, sizeof *all);
     if (!all)
@@ -573,57 +556,12 @@ static int run_layer(const options *o, const ep_scenario *s, int rank, int n_ran
     rc = EXIT_INTERNAL;
     goto done;
   }
-  rc = EXIT_OK;
-  if (rank == 0) {
-    const char *backend = backend_desc; /* results.csv's "# backend:" line */
-    printf("epsim-real %s: %s, backend %s, %d ranks, dispatch %s rows\n", EP_VERSION,
-           o->scenario_path, backend, n_ranks, ep_dtype_name(wire));
-    if (any_fail > 0) {
-      ep_log_error("output check could not run");
-      rc = EXIT_INTERNAL;
-    } else if (n_checked > 0 && !(worst <= tol)) {
-      ep_log_error("output check FAILED: %lld sampled tokens per rank, worst relative L2 error "
-                   "%.3e exceeds the bound %.1e (%s dispatch)",
-                   (long long)n_checked, worst, tol, ep_dtype_name(wire));
-      rc = EXIT_INTERNAL;
-    } else if (n_checked > 0) {
-      printf("output check: %lld sampled tokens per rank against the double reference, worst "
-             "relative L2 error %.3e (bound %.1e for %s dispatch)\n",
-             (long long)n_checked, worst, tol, ep_dtype_name(wire));
-    } else {
-      printf("output check: skipped (--check-tokens 0)\n");
-    }
-    if (rc == EXIT_OK) {
-      ep_summary summary;
-      if ((st = ep_summary_compute(s, &plan, all, &summary)) != EP_OK) {
-        ep_log_error("summary failed: %s", ep_status_str(st));
-        rc = EXIT_INTERNAL;
-      } else {
-        putchar('\n');
-        ep_summary_print(s, &plan, &summary, stdout);
-        const ep_provenance prov = {.tool = "epsim-real",
-                                    .backend = backend,
-                                    .scenario_path = o->scenario_path,
-                                    .argc = argc,
-                                    .argv = argv};
-        if ((st = ep_output_write(o->out_dir, &prov, s, &plan, all)) != EP_OK) {
-          ep_log_error("writing outputs to %s failed: %s", o->out_dir, ep_status_str(st));
-          rc = EXIT_INTERNAL;
-        } else {
-          printf("\nwrote %s/results.csv, %s/trace.json, %s/phases.png%s%s\n", o->out_dir,
-                 o->out_dir, o->out_dir, o->dump_path ? ", " : "",
-                 o->dump_path ? o->dump_path : "");
-        }
-      }
-    }
-    fflush(stdout);
-  }
+  rc = rank == 0 ? report_layer(o, s, &plan, all, &res, n_ranks, argc, argv) : EXIT_OK;
   rc = agree_rc(rc);
 done:
   free(all);
-  free(out_host);
-  if (ops && ctx)
-    ops->free(ctx);
+  free(out);
+  ep_layer_free(layer);
   ep_real_rank_free(&rk);
   ep_plan_free(&plan);
   ep_router_free(router);
@@ -688,31 +626,11 @@ int main(int argc, char **argv)
     rc = EXIT_BAD_INPUT;
     goto done;
   }
-
-  /* Backend choice: auto takes NCCL when it is built and a GPU is visible;
-   * cuda-ipc is the same GPU backend with another transport. */
-  const int gpu_asked = !strcmp(o.backend, "nccl") || !strcmp(o.backend, "cuda-ipc");
-  int use_nccl = 0;
-#if EP_REAL_HAVE_NCCL
-  const int have_gpu = ep_moe_cuda_device_count() > 0;
-  use_nccl = gpu_asked || (!strcmp(o.backend, "auto") && have_gpu);
-  if (use_nccl && !have_gpu) {
-    if (loud)
-      ep_log_error("--backend %s: no CUDA device is visible on this machine (use --backend cpu)",
-                   o.backend);
+  const ep_real_backend *be = NULL;
+  if (ep_real_backend_pick(o.backend, loud, &be) != EP_OK) {
     rc = EXIT_BAD_INPUT;
     goto done;
   }
-#else
-  if (gpu_asked) {
-    if (loud)
-      ep_log_error("--backend %s: this epsim-real was built without CUDA+NCCL (EP_HAVE_CUDA=%d, "
-                   "EP_HAVE_NCCL=%d); use --backend cpu",
-                   o.backend, EP_HAVE_CUDA, EP_HAVE_NCCL);
-    rc = EXIT_BAD_INPUT;
-    goto done;
-  }
-#endif
 
   if (o.sweep) {
     rc = EXIT_OK;
@@ -725,8 +643,9 @@ int main(int argc, char **argv)
       rc = EXIT_BAD_INPUT;
     }
     if ((rc = agree_rc(rc)) == EXIT_OK)
-      rc = ep_real_sweep_main(&scenario, o.scenario_path, o.out_dir, use_nccl, o.sweep_tokens,
-                              o.sweep_experts, o.repeats, local_rank, argc, argv);
+      rc = ep_real_sweep_main(&scenario, o.scenario_path, o.out_dir, be->compute->on_gpu,
+                              be->sweep_init, o.sweep_tokens, o.sweep_experts, o.repeats,
+                              local_rank, argc, argv);
     goto done;
   }
   if (scenario.ep != n_ranks) {
@@ -737,7 +656,8 @@ int main(int argc, char **argv)
     rc = EXIT_BAD_INPUT;
     goto done;
   }
-  rc = run_layer(&o, &scenario, rank, n_ranks, local_rank, n_local, use_nccl, argc, argv);
+  const ep_real_ranks where = {rank, n_ranks, local_rank, n_local};
+  rc = run_layer(&o, &scenario, be, &where, argc, argv);
 done:
   free(o.sets);
   fflush(stdout);

@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "${1:-$(dirname "${BASH_SOURCE[0]}")/..}"
 dirs=(kernels topology sim real tests)
-files=$(git ls-files -- "${dirs[@]/%//*.c}" "${dirs[@]/%//*.h}" "${dirs[@]/%//*.cu}" 2>/dev/null ||
-  find "${dirs[@]}" -name '*.[ch]' -o -name '*.cu')
+files=$({ git ls-files -- "${dirs[@]/%//*.c}" "${dirs[@]/%//*.h}" "${dirs[@]/%//*.cu}" 2>/dev/null ||
+  find "${dirs[@]}" -name '*.[ch]' -o -name '*.cu'; } | sort -u)
 # The folder of each project header, by name (names are unique over the tree).
 declare -A home
 dups=0

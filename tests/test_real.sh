@@ -3,7 +3,7 @@
 #   tests/test_real.sh cpu  EPSIM_REAL SOURCE_DIR MPIRUN [EPSIM]
 #   tests/test_real.sh nccl EPSIM_REAL SOURCE_DIR MPIRUN   (exit 77 without a GPU)
 # cpu: mpirun -np 4 on a small scenario works, its layer output equals the
-# single-rank (ep=1) run's bit for bit (same per-row math, see real/ep_real_cpu.c),
+# single-rank (ep=1) run's bit for bit (same per-row math, see real/ep_compute_ref.c),
 # also with fp8 dispatch, drops and round-robin placement; EP != ranks, bad
 # options and experts that do not fit are refused with exit 1 before anything is
 # written; a corrupted output fails the reference check (exit 2); results.csv has

@@ -1,0 +1,66 @@
+/* The backends of epsim-real by --backend name: each is a (transport, compute)
+ * pair for the layer program (ep_layer.h) and the kernels of --sweep, with the
+ * checks of where it may run. This registry is the one place that knows which
+ * backends this build has (ep_config.h's EP_HAVE_CUDA and EP_HAVE_NCCL). */
+#ifndef EP_REAL_BACKENDS_H
+#define EP_REAL_BACKENDS_H
+
+#include <stdint.h>
+
+#include "ep_compute.h"
+#include "ep_status.h"
+#include "ep_transport.h"
+
+struct ep_sweep_impl; /* ep_real_sweep.h */
+
+typedef struct ep_real_backend {
+  const char *name;                  /* --backend value */
+  const char *description;           /* one line for --help */
+  const ep_transport_ops *transport; /* NULL: not built into this epsim-real */
+  const ep_compute_ops *compute;     /* NULL: not built */
+  /* --sweep's kernels (ep_sweep_cpu_impl or ep_sweep_cuda_impl); NULL: not built. */
+  ep_status (*sweep_init)(struct ep_sweep_impl *out, int32_t local_rank);
+  int one_gpu_per_rank; /* NCCL refuses two ranks of one communicator on one GPU */
+  int one_node;         /* CUDA IPC maps memory of processes on the same machine only */
+} ep_real_backend;
+
+/* Every backend name this program knows, built or not, in --help order;
+ * NULL past the end. "auto" is not one: see ep_real_backend_pick. */
+const ep_real_backend *ep_real_backend_at(int32_t i);
+
+/* The backend called name, or NULL. */
+const ep_real_backend *ep_real_backend_find(const char *name);
+
+/* 1 when be's transport and compute are built into this program. */
+int ep_real_backend_built(const ep_real_backend *be);
+
+/* --backend name on this machine: "auto" is the first built GPU backend with a
+ * visible device, else cpu. A backend that is not built, or a GPU backend with
+ * no visible device, is EP_ERR_UNSUPPORTED (with a message when loud); an
+ * unknown name EP_ERR_INVALID. */
+ep_status ep_real_backend_pick(const char *name, int loud, const ep_real_backend **out);
+
+/* Where this process runs among the MPI ranks. */
+typedef struct ep_real_ranks {
+  int32_t rank, n_ranks;
+  int32_t local_rank, n_local; /* among the ranks on this node */
+} ep_real_ranks;
+
+/* What one rank runs a backend on, from ep_real_backend_setup. */
+typedef struct ep_real_site {
+  int32_t device;           /* the compute's device, -1 on the host */
+  double mem_limit_bytes;   /* what the rank's buffers may take */
+  char mem_limit_what[512]; /* where the limit comes from, for the does-not-fit message */
+  char description[512];    /* results.csv's "# backend:" line: "cpu", "nccl (GPU 0 ...)" */
+} ep_real_site;
+
+/* Checks that the ranks suit be (GPUs per rank, one node), queries this rank's
+ * device, and sets the memory limit: max_mem_bytes (> 0) or physical RAM / ranks
+ * on the node on the host; free device memory / ranks sharing it, less 1.5 GiB
+ * for CUDA and NCCL, on a GPU. EP_ERR_INVALID for ranks the backend refuses
+ * (the message printed by one rank), EP_ERR_UNSUPPORTED or EP_ERR_BACKEND when
+ * the device query fails. Not collective: the caller agrees on the outcome. */
+ep_status ep_real_backend_setup(const ep_real_backend *be, const ep_real_ranks *where,
+                                double max_mem_bytes, ep_real_site *out);
+
+#endif
