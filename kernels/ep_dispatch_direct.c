@@ -3,23 +3,25 @@
  * brings it back; one message per copy (no de-duplication per rank). */
 #include "ep_dispatch.h"
 
-#include <string.h>
+#include <stdlib.h>
 
 static ep_status build_stages(ep_plan *plan)
 {
   const int32_t n = plan->n_ranks;
-  const size_t n_rr = (size_t)n * (size_t)n;
-  ep_stage *disp = &plan->dispatch_stage[0], *comb = &plan->combine_stage[0];
-  ep_status st = ep_stage_init(disp, EP_LINK_ROUTE, n);
-  if (st == EP_OK)
-    st = ep_stage_init(comb, EP_LINK_ROUTE, n);
+  /* Dispatch is exactly the plan's matrices (one message per kept copy), so
+   * the stage borrows them; combine's messages run the other way. */
+  ep_stage *comb = &plan->combine_stage[0];
+  ep_status st = ep_stage_init(comb, EP_LINK_ROUTE, n);
   if (st != EP_OK)
     return st;
+  free(comb->bytes_src_dst);
+  comb->bytes_src_dst = plan->combine_bytes_src_dst;
+  comb->owns_bytes = 0;
+  plan->dispatch_stage[0] = (ep_stage){.link = EP_LINK_ROUTE,
+                                       .bytes_src_dst = plan->dispatch_bytes_src_dst,
+                                       .messages_src_dst = plan->tokens_src_dst};
   plan->n_dispatch_stages = 1;
   plan->n_combine_stages = 1;
-  memcpy(disp->bytes_src_dst, plan->dispatch_bytes_src_dst, n_rr * sizeof(int64_t));
-  memcpy(disp->messages_src_dst, plan->tokens_src_dst, n_rr * sizeof(int64_t));
-  memcpy(comb->bytes_src_dst, plan->combine_bytes_src_dst, n_rr * sizeof(int64_t));
   /* Combine runs from the expert's rank (row) back to the token's rank. */
   for (int32_t src = 0; src < n; src++)
     for (int32_t dst = 0; dst < n; dst++)

@@ -31,6 +31,8 @@ ep_status ep_stage_init(ep_stage *stage, ep_link_class link, int32_t n_ranks)
     return EP_ERR_NOMEM;
   }
   stage->link = link;
+  stage->owns_bytes = 1;
+  stage->owns_messages = 1;
   return EP_OK;
 }
 
@@ -38,7 +40,9 @@ void ep_stage_free(ep_stage *stage)
 {
   if (!stage)
     return;
-  free(stage->bytes_src_dst);
-  free(stage->messages_src_dst);
+  if (stage->owns_bytes)
+    free(stage->bytes_src_dst);
+  if (stage->owns_messages)
+    free(stage->messages_src_dst);
   memset(stage, 0, sizeof *stage);
 }

@@ -26,11 +26,14 @@ typedef struct ep_stage {
   ep_link_class link;
   int64_t *bytes_src_dst;    /* [n_ranks * n_ranks] int64, row = sending rank: bytes */
   int64_t *messages_src_dst; /* [n_ranks * n_ranks] int64, row = sending rank: messages */
+  /* Whether ep_stage_free frees each matrix: a stage may borrow one the plan
+   * already holds (n_ranks^2 int64 is 128 MiB at 4096 ranks). */
+  uint8_t owns_bytes, owns_messages;
 } ep_stage;
 
 /* A stage on link with zeroed [n_ranks * n_ranks] matrices, owned by *stage.
  * EP_ERR_NOMEM (logged) leaves it empty. Free with ep_stage_free (NULL-safe;
- * leaves it zeroed, so freeing twice is fine). */
+ * leaves it zeroed, so freeing twice is fine); it frees only what the stage owns. */
 ep_status ep_stage_init(ep_stage *stage, ep_link_class link, int32_t n_ranks);
 void ep_stage_free(ep_stage *stage);
 
