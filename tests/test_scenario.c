@@ -177,6 +177,7 @@ static void test_bundled(void)
       {"scenarios/qwen3-235b-a22b-hgx-h100-ep32.yaml", &qwen3, "hgx-h100", 4, "H100", 8, 32},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
     loaded l = load_path(want[i].path, NULL, 0);
     CHECK_EQ_INT(l.st, EP_OK);
     CHECK_EQ_INT(l.err_lines, 0);
@@ -186,6 +187,8 @@ static void test_bundled(void)
     CHECK_EQ_INT(l.sc.cluster.gpus_per_node, want[i].gpus_per_node);
     CHECK_EQ_INT(l.sc.ep, want[i].ep);
     CHECK_EQ_INT(l.sc.tokens_per_gpu, 4096);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: %s)\n", want[i].path);
     loaded_free(&l);
   }
 

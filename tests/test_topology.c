@@ -30,6 +30,7 @@ static void test_catalog(void)
       {"GB200", 2500.0, 5000.0, 8000.0, 186.0, 900.0, 72},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
     const ep_gpu_spec *g = ep_gpu_catalog_find(want[i].name);
     CHECK(g != NULL);
     if (!g)
@@ -44,6 +45,8 @@ static void test_catalog(void)
     CHECK_REL(g->hbm_GB, want[i].hbm_GB, 1e-12);
     CHECK_REL(g->nvlink_GBps, want[i].nvlink_GBps, 1e-12);
     CHECK_EQ_INT(g->nvlink_domain_gpus, want[i].domain_gpus);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: GPU %s)\n", want[i].name);
   }
   /* Case-insensitive, exact names only. */
   CHECK(ep_gpu_catalog_find("h100") == ep_gpu_catalog_find("H100"));
@@ -76,6 +79,7 @@ static void test_presets(void)
       {"gb200-nvl72", "gb200-nvl72", "GB200", 2, 72, 900.0},
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
     const int32_t gpn = want[i].gpus_per_node;
     CHECK_EQ_INT(ep_cluster_preset(want[i].name, want[i].count, &c), EP_OK);
     CHECK(strcmp(c.preset, want[i].canonical) == 0);
@@ -90,6 +94,8 @@ static void test_presets(void)
     CHECK_REL(c.nvlink_latency_us, 2.0, 1e-12);
     CHECK_REL(c.nic_latency_us, 4.0, 1e-12);
     CHECK_EQ_INT(c.fabric, EP_FABRIC_NONBLOCKING);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: preset %s)\n", want[i].name);
   }
 
   /* The preset table: names in table order, each row with its count key. */
