@@ -12,16 +12,20 @@
 
 #include "ep_status.h"
 
-#define EP_CUDA_TRY(call)                                                                          \
+/* The shared body: res_type the library's result type, ok its success value,
+ * err_string its result-to-text function, text the call as written. */
+#define EP__LIB_TRY(res_type, ok, err_string, call, text)                                          \
   do {                                                                                             \
-    cudaError_t ep_cuda_err_ = (call);                                                             \
-    if (ep_cuda_err_ != cudaSuccess) {                                                             \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cudaGetErrorString(ep_cuda_err_));                                              \
+    res_type ep_lib_res_ = (call);                                                                 \
+    if (ep_lib_res_ != (ok)) {                                                                     \
+      ep_log_error("%s failed in %s at %s:%d: %s", text, __func__, __FILE__, __LINE__,             \
+                   err_string(ep_lib_res_));                                                       \
       st = EP_ERR_BACKEND;                                                                         \
       goto fail;                                                                                   \
     }                                                                                              \
   } while (0)
+
+#define EP_CUDA_TRY(call) EP__LIB_TRY(cudaError_t, cudaSuccess, cudaGetErrorString, call, #call)
 
 #endif /* EP_CUDA_CHECK_H */
 
@@ -29,26 +33,9 @@
  * cublas_api.h or nccl.h adds the check that was missing. */
 #if defined(CUBLAS_API_H_) && !defined(EP_CUBLAS_TRY)
 #define EP_CUBLAS_TRY(call)                                                                        \
-  do {                                                                                             \
-    cublasStatus_t ep_cublas_err_ = (call);                                                        \
-    if (ep_cublas_err_ != CUBLAS_STATUS_SUCCESS) {                                                 \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   cublasGetStatusString(ep_cublas_err_));                                         \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
+  EP__LIB_TRY(cublasStatus_t, CUBLAS_STATUS_SUCCESS, cublasGetStatusString, call, #call)
 #endif
 
 #if defined(NCCL_H_) && !defined(EP_NCCL_TRY)
-#define EP_NCCL_TRY(call)                                                                          \
-  do {                                                                                             \
-    ncclResult_t ep_nccl_res_ = (call);                                                            \
-    if (ep_nccl_res_ != ncclSuccess) {                                                             \
-      ep_log_error("%s failed in %s at %s:%d: %s", #call, __func__, __FILE__, __LINE__,            \
-                   ncclGetErrorString(ep_nccl_res_));                                              \
-      st = EP_ERR_BACKEND;                                                                         \
-      goto fail;                                                                                   \
-    }                                                                                              \
-  } while (0)
+#define EP_NCCL_TRY(call) EP__LIB_TRY(ncclResult_t, ncclSuccess, ncclGetErrorString, call, #call)
 #endif

@@ -6,22 +6,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
+
+/* Frees the recv side and leaves it empty: ep_exchange_recv_init replaces it. */
+static void recv_side_free(ep_exchange_layout *layout)
+{
+  EP__FREE_ALL(layout->recv_counts, layout->recv_displs, layout->recv_slot_counts,
+               layout->expert_counts, layout->expert_offsets, layout->recv_to_expert_row,
+               layout->expert_to_recv_row);
+  layout->n_recv = 0;
+  layout->recv_counts = layout->recv_displs = layout->recv_slot_counts = NULL;
+  layout->expert_counts = layout->expert_offsets = NULL;
+  layout->recv_to_expert_row = layout->expert_to_recv_row = NULL;
+}
+
 void ep_exchange_layout_free(ep_exchange_layout *layout)
 {
   if (!layout)
     return;
-  free(layout->send_counts);
-  free(layout->send_displs);
-  free(layout->send_slot_counts);
-  free(layout->send_copy);
-  free(layout->copy_send_row);
-  free(layout->recv_counts);
-  free(layout->recv_displs);
-  free(layout->recv_slot_counts);
-  free(layout->expert_counts);
-  free(layout->expert_offsets);
-  free(layout->recv_to_expert_row);
-  free(layout->expert_to_recv_row);
+  recv_side_free(layout);
+  EP__FREE_ALL(layout->send_counts, layout->send_displs, layout->send_slot_counts,
+               layout->send_copy, layout->copy_send_row);
   memset(layout, 0, sizeof *layout);
 }
 
@@ -57,6 +62,7 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
   out->tokens_per_rank = plan->tokens_per_rank;
 
   const size_t n_ds = (size_t)n * (size_t)epr;
+  ep_status st = EP_ERR_NOMEM;
   int64_t *kept_seen = calloc((size_t)n_experts, sizeof *kept_seen);
   int64_t *cursor = malloc((n_ds + 1) * sizeof *cursor);
   out->send_counts = calloc((size_t)n, sizeof(int64_t));
@@ -66,7 +72,7 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
   if (!kept_seen || !cursor || !out->send_counts || !out->send_displs || !out->send_slot_counts ||
       !out->copy_send_row) {
     ep_log_error("ep_exchange_send_init: out of memory for %lld copies", (long long)n_copies);
-    goto nomem;
+    goto fail;
   }
 
   /* Count copies per (dst, slot), checking each against the placement. */
@@ -77,7 +83,8 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
                    "puts that expert on rank %d",
                    (int)rank, (long long)c, (int)e, (int)d,
                    e >= 0 && e < n_experts ? (int)plan->placement.rank_of_expert[e] : -1);
-      goto invalid;
+      st = EP_ERR_INVALID;
+      goto fail;
     }
     if (d < 0)
       continue;
@@ -89,7 +96,8 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
     if (kept_seen[e] != want) {
       ep_log_error("exchange layout, rank %d: %lld copies kept for expert %d, the plan says %lld",
                    (int)rank, (long long)kept_seen[e], (int)e, (long long)want);
-      goto invalid;
+      st = EP_ERR_INVALID;
+      goto fail;
     }
   }
 
@@ -107,14 +115,15 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
       ep_log_error("exchange layout, rank %d: %lld copies to rank %d, the plan says %lld",
                    (int)rank, (long long)out->send_counts[d], (int)d,
                    (long long)plan->tokens_src_dst[(size_t)rank * (size_t)n + (size_t)d]);
-      goto invalid;
+      st = EP_ERR_INVALID;
+      goto fail;
     }
   }
   out->n_send = row;
   out->send_copy = malloc((size_t)(row > 0 ? row : 1) * sizeof(int64_t));
   if (!out->send_copy) {
     ep_log_error("ep_exchange_send_init: out of memory for %lld send rows", (long long)row);
-    goto nomem;
+    goto fail;
   }
   /* Stable scatter in copy order keeps each block in token order. */
   for (int64_t c = 0; c < n_copies; c++) {
@@ -128,20 +137,13 @@ ep_status ep_exchange_send_init(const ep_plan *plan, int32_t rank, const int32_t
     out->send_copy[r] = c;
     out->copy_send_row[c] = r;
   }
-  free(kept_seen);
-  free(cursor);
+  EP__FREE_ALL(kept_seen, cursor);
   return EP_OK;
 
-nomem:
-  free(kept_seen);
-  free(cursor);
+fail:
+  EP__FREE_ALL(kept_seen, cursor);
   ep_exchange_layout_free(out);
-  return EP_ERR_NOMEM;
-invalid:
-  free(kept_seen);
-  free(cursor);
-  ep_exchange_layout_free(out);
-  return EP_ERR_INVALID;
+  return st;
 }
 
 ep_status ep_exchange_recv_init(ep_exchange_layout *layout, const int64_t *recv_slot_counts)
@@ -150,15 +152,7 @@ ep_status ep_exchange_recv_init(ep_exchange_layout *layout, const int64_t *recv_
     return EP_ERR_INVALID;
   const int32_t n = layout->n_ranks, epr = layout->experts_per_rank;
   const size_t n_ds = (size_t)n * (size_t)epr;
-  free(layout->recv_counts);
-  free(layout->recv_displs);
-  free(layout->recv_slot_counts);
-  free(layout->expert_counts);
-  free(layout->expert_offsets);
-  free(layout->recv_to_expert_row);
-  free(layout->expert_to_recv_row);
-  layout->recv_to_expert_row = layout->expert_to_recv_row = NULL;
-  layout->n_recv = 0;
+  recv_side_free(layout);
   layout->recv_counts = calloc((size_t)n, sizeof(int64_t));
   layout->recv_displs = calloc((size_t)n, sizeof(int64_t));
   layout->recv_slot_counts = malloc(n_ds * sizeof(int64_t));

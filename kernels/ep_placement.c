@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
+
 ep_status ep_placement_init(ep_placement *out, ep_placement_kind kind, int32_t n_experts,
                             int32_t n_ranks)
 {
@@ -24,9 +26,7 @@ ep_status ep_placement_init(ep_placement *out, ep_placement_kind kind, int32_t n
   int32_t *slot_of = malloc((size_t)n_experts * sizeof *slot_of);
   int32_t *expert_of = malloc((size_t)n_experts * sizeof *expert_of); /* n_ranks * per_rank */
   if (!rank_of || !slot_of || !expert_of) {
-    free(rank_of);
-    free(slot_of);
-    free(expert_of);
+    EP__FREE_ALL(rank_of, slot_of, expert_of);
     ep_log_error("placement: out of memory for %d experts", (int)n_experts);
     return EP_ERR_NOMEM;
   }
@@ -56,8 +56,6 @@ void ep_placement_free(ep_placement *placement)
 {
   if (!placement)
     return;
-  free(placement->rank_of_expert);
-  free(placement->slot_of_expert);
-  free(placement->expert_of_slot);
+  EP__FREE_ALL(placement->rank_of_expert, placement->slot_of_expert, placement->expert_of_slot);
   memset(placement, 0, sizeof *placement);
 }

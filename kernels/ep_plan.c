@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
+
 /* Defined in ep_routing.c: ep_router_route's expert sets without the weights. */
 void ep__router_route_sets(const ep_router *router, int64_t first_token, int64_t n_tokens,
                            int32_t *experts);
@@ -194,13 +196,9 @@ void ep_plan_free(ep_plan *plan)
   if (!plan)
     return;
   ep_placement_free(&plan->placement);
-  free(plan->routed_src_expert);
-  free(plan->kept_src_expert);
-  free(plan->tokens_src_dst);
-  free(plan->dispatch_bytes_src_dst);
-  free(plan->combine_bytes_src_dst);
-  free(plan->tokens_per_expert);
-  free(plan->tokens_recv_rank);
+  EP__FREE_ALL(plan->routed_src_expert, plan->kept_src_expert, plan->tokens_src_dst,
+               plan->dispatch_bytes_src_dst, plan->combine_bytes_src_dst, plan->tokens_per_expert,
+               plan->tokens_recv_rank);
   for (int32_t s = 0; s < EP_MAX_STAGES; s++) {
     ep_stage_free(&plan->dispatch_stage[s]);
     ep_stage_free(&plan->combine_stage[s]);

@@ -1,4 +1,4 @@
-/* xoshiro256** (Blackman and Vigna) seeded by splitmix64. */
+/* xoshiro256** (Blackman and Vigna) seeded by splitmix64; FNV-1a 64. */
 #include "ep_rng.h"
 
 uint64_t ep_splitmix64(uint64_t *state)
@@ -16,4 +16,14 @@ void ep_rng_seed(ep_rng *rng, uint64_t seed, uint64_t stream)
   uint64_t state = mixed_seed ^ (stream * 0xd1b54a32d192ed03ULL);
   for (int i = 0; i < 4; i++)
     rng->s[i] = ep_splitmix64(&state);
+}
+
+uint64_t ep_fnv1a64(uint64_t hash, const void *data, size_t n_bytes)
+{
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n_bytes; i++) {
+    hash ^= p[i];
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
 }

@@ -1,9 +1,11 @@
 /* Explicit, seeded random numbers (xoshiro256** seeded through splitmix64).
  * There is no global state: every draw goes through an ep_rng the caller owns,
- * so the simulator and the real backend route the same tokens. */
+ * so the simulator and the real backend route the same tokens. Also the one
+ * FNV-1a 64 content hash. */
 #ifndef EP_RNG_H
 #define EP_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct ep_rng {
@@ -44,5 +46,10 @@ static inline double ep_rng_uniform(ep_rng *rng)
 
 /* One splitmix64 step: a good 64-bit mixer, also used for hashing. */
 uint64_t ep_splitmix64(uint64_t *state);
+
+/* FNV-1a 64 of n_bytes at data, continuing from hash: start a fresh hash at
+ * EP_FNV1A64_INIT, and chain calls to hash several pieces as one. */
+#define EP_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t ep_fnv1a64(uint64_t hash, const void *data, size_t n_bytes);
 
 #endif

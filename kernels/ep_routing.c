@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
 #include "ep_rng.h"
 
 /* Per-token scratch lives on the stack, which bounds top_k. */
@@ -288,9 +289,7 @@ void ep_router_free(ep_router *router)
 {
   if (!router)
     return;
-  free(router->probs);
-  free(router->alias);
-  free(router);
+  EP__FREE_ALL(router->probs, router->alias, router);
 }
 
 int32_t ep_router_n_experts(const ep_router *router)
@@ -443,13 +442,17 @@ static void draw_experts(const ep_router *r, ep_rng *rng, int32_t *experts, int3
     draw_experts_impl(r, rng, experts, sorted, mass_at, NULL, 0);
 }
 
+/* One token's experts; with_values also draws the gate values, writes the weights
+ * (when weights is not NULL) and orders experts whose float weights tie by id. */
 static void route_token(const ep_router *r, int64_t token, int32_t *experts, float *weights,
-                        int32_t *sorted, double *race, uint64_t *chosen)
+                        int with_values, int32_t *sorted, double *race, uint64_t *chosen)
 {
   int32_t k = r->top_k;
   ep_rng rng;
   ep_rng_seed(&rng, r->seed, (uint64_t)token);
   draw_experts(r, &rng, experts, sorted, race, chosen);
+  if (!with_values)
+    return;
 
   /* Values: T_j = T_{j-1} + E_j / m_j = exp(-v_j); weight_j ∝ exp(v_j) = 1 / T_j. */
   double arrival = 0.0, inv_sum = 0.0;
@@ -504,8 +507,9 @@ static uint64_t *chosen_set(const ep_router *r, uint64_t *bits)
   return bits;
 }
 
-void ep_router_route(const ep_router *router, int64_t first_token, int64_t n_tokens,
-                     int32_t *experts, float *weights)
+/* Routes tokens [first_token, first_token + n_tokens) through route_token. */
+static void route_range(const ep_router *router, int64_t first_token, int64_t n_tokens,
+                        int32_t *experts, float *weights, int with_values)
 {
   if (!route_args_ok(router, first_token, n_tokens, experts))
     return;
@@ -516,9 +520,15 @@ void ep_router_route(const ep_router *router, int64_t first_token, int64_t n_tok
   int32_t k = router->top_k;
   for (int64_t t = 0; t < n_tokens; t++) {
     size_t off = (size_t)t * (size_t)k;
-    route_token(router, first_token + t, experts + off, weights ? weights + off : NULL, sorted,
-                race, chosen);
+    route_token(router, first_token + t, experts + off, weights ? weights + off : NULL, with_values,
+                sorted, race, chosen);
   }
+}
+
+void ep_router_route(const ep_router *router, int64_t first_token, int64_t n_tokens,
+                     int32_t *experts, float *weights)
+{
+  route_range(router, first_token, n_tokens, experts, weights, 1);
 }
 
 /* Internal (declared in ep_plan.c): each token's expert set, in draw order, without
@@ -529,16 +539,5 @@ void ep__router_route_sets(const ep_router *router, int64_t first_token, int64_t
 void ep__router_route_sets(const ep_router *router, int64_t first_token, int64_t n_tokens,
                            int32_t *experts)
 {
-  if (!route_args_ok(router, first_token, n_tokens, experts))
-    return;
-  int32_t sorted[EP__ROUTER_MAX_TOP_K];
-  double mass_at[EP__ROUTER_MAX_TOP_K];
-  uint64_t bits[EP__ROUTER_BITSET_EXPERTS / 64];
-  uint64_t *chosen = chosen_set(router, bits);
-  int32_t k = router->top_k;
-  for (int64_t t = 0; t < n_tokens; t++) {
-    ep_rng rng;
-    ep_rng_seed(&rng, router->seed, (uint64_t)(first_token + t));
-    draw_experts(router, &rng, experts + (size_t)t * (size_t)k, sorted, mass_at, chosen);
-  }
+  route_range(router, first_token, n_tokens, experts, NULL, 0);
 }

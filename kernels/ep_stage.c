@@ -6,17 +6,9 @@
 
 const char *ep_link_class_name(ep_link_class link)
 {
-  switch (link) {
-  case EP_LINK_ROUTE:
-    return "route";
-  case EP_LINK_NVLINK:
-    return "nvlink";
-  case EP_LINK_NIC:
-    return "nic";
-  case EP_LINK_COUNT:
-    break;
-  }
-  return "unknown";
+  static const char *const names[EP_LINK_COUNT] = {
+      [EP_LINK_ROUTE] = "route", [EP_LINK_NVLINK] = "nvlink", [EP_LINK_NIC] = "nic"};
+  return (int)link >= 0 && link < EP_LINK_COUNT ? names[link] : "unknown";
 }
 
 ep_status ep_stage_init(ep_stage *stage, ep_link_class link, int32_t n_ranks)

@@ -6,19 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
+
 void ep_real_rank_free(ep_real_rank *rk)
 {
   if (!rk)
     return;
-  free(rk->experts);
-  free(rk->weights);
-  free(rk->dest_rank);
-  free(rk->copy_send_slot);
+  EP__FREE_ALL(rk->experts, rk->weights, rk->dest_rank, rk->copy_send_slot,
+               rk->plan_recv_slot_counts, rk->recv_expert_slot, rk->expert_recv_slot,
+               rk->expert_counts);
   ep_exchange_layout_free(&rk->layout);
-  free(rk->plan_recv_slot_counts);
-  free(rk->recv_expert_slot);
-  free(rk->expert_recv_slot);
-  free(rk->expert_counts);
   memset(rk, 0, sizeof *rk);
 }
 

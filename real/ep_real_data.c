@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
 #include "ep_rng.h"
 
 #define TOKEN_DOMAIN 0x746f6b656e73ULL /* "tokens" */
@@ -102,21 +103,13 @@ ep_status ep_real_reference(const ep_real_shape *shape, int fp8_dispatch, int64_
   /* bf16 staging for one token row or one expert's weights. */
   ep_bf16 *stage = malloc(sizeof(ep_bf16) * (w_gu > (size_t)h ? w_gu : (size_t)h));
   ep_bf16 *stage2 = malloc(sizeof(ep_bf16) * w_d);
+  ep_status st = EP_OK;
   if (!x || !xq || !q || !scales || !gu || !dn || !mid || !stage || !stage2) {
-    free(x);
-    free(xq);
-    free(q);
-    free(scales);
-    free(gu);
-    free(dn);
-    free(mid);
-    free(stage);
-    free(stage2);
     ep_log_error("reference: out of memory for %lld tokens, hidden %d, intermediate %d",
                  (long long)n, (int)h, (int)im);
-    return EP_ERR_NOMEM;
+    st = EP_ERR_NOMEM;
+    goto done;
   }
-  ep_status st = EP_OK;
   for (int64_t i = 0; i < n && st == EP_OK; i++) {
     ep_real_tokens_fill(shape, global_tokens[i], 1, stage);
     float *xi = x + (size_t)i * (size_t)h, *xqi = xq + (size_t)i * (size_t)h;
@@ -157,15 +150,8 @@ ep_status ep_real_reference(const ep_real_shape *shape, int fp8_dispatch, int64_
       }
     }
   }
-  free(x);
-  free(xq);
-  free(q);
-  free(scales);
-  free(gu);
-  free(dn);
-  free(mid);
-  free(stage);
-  free(stage2);
+done:
+  EP__FREE_ALL(x, xq, q, scales, gu, dn, mid, stage, stage2);
   return st;
 }
 

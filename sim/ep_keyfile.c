@@ -12,6 +12,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "ep_rng.h"
+
 typedef enum { V_SCALAR, V_MAPPING, V_SEQUENCE } ep__vkind;
 
 /* What the caller does not see of a value: its YAML shape and quoting. */
@@ -224,30 +226,43 @@ static int ep__is_null(const yaml_node_t *node)
          !strcmp(t, "NULL");
 }
 
+/* A mapping pair's key and value nodes and the key's position; 0 when the pair
+ * is passed over: a node missing, or a key that is not a scalar (reported at
+ * where as "expected a <what> name", valid: the names it could be). */
+static int ep__pair_nodes(ep_keyfile *kf, const yaml_node_pair_t *pair, const char *where,
+                          const char *valid, const char *what, yaml_node_t **kn, yaml_node_t **vn,
+                          ep_keyfile_pos *kpos)
+{
+  *kn = yaml_document_get_node(&kf->doc, pair->key);
+  *vn = yaml_document_get_node(&kf->doc, pair->value);
+  if (!*kn || !*vn)
+    return 0;
+  *kpos = ep__mark_pos(kf, (*kn)->start_mark);
+  if ((*kn)->type != YAML_SCALAR_NODE) {
+    ep__error(kf, *kpos, where, valid, "expected a %s name, got %s", what,
+              ep__kind_name(ep__node_kind(*kn)));
+    return 0;
+  }
+  return 1;
+}
+
 static void ep__walk_section(ep_keyfile *kf, int32_t sec, yaml_node_t *map)
 {
   const char *sec_name = kf->schema->sections[sec].name;
   char keys[EP__LIST_MAX];
+  ep__list(kf, sec, keys, sizeof keys);
   for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
        pair++) {
-    yaml_node_t *kn = yaml_document_get_node(&kf->doc, pair->key);
-    yaml_node_t *vn = yaml_document_get_node(&kf->doc, pair->value);
-    if (!kn || !vn)
+    yaml_node_t *kn, *vn;
+    ep_keyfile_pos kpos;
+    if (!ep__pair_nodes(kf, pair, sec_name, keys, "key", &kn, &vn, &kpos))
       continue;
-    ep_keyfile_pos kpos = ep__mark_pos(kf, kn->start_mark);
-    if (kn->type != YAML_SCALAR_NODE) {
-      ep__list(kf, sec, keys, sizeof keys);
-      ep__error(kf, kpos, sec_name, keys, "expected a key name, got %s",
-                ep__kind_name(ep__node_kind(kn)));
-      continue;
-    }
     const char *name = (const char *)kn->data.scalar.value;
     size_t len = kn->data.scalar.length;
     int32_t k = ep__find_key(kf, sec, name, len);
     if (k < 0) {
       char key[EP__DOTTED_MAX];
       snprintf(key, sizeof key, "%s.%.*s", sec_name, EP__SHOW_LEN(len), name);
-      ep__list(kf, sec, keys, sizeof keys);
       ep__error(kf, kpos, key, keys, "unknown key");
       continue;
     }
@@ -294,16 +309,10 @@ static void ep__walk(ep_keyfile *kf)
   }
   for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
        pair++) {
-    yaml_node_t *kn = yaml_document_get_node(&kf->doc, pair->key);
-    yaml_node_t *vn = yaml_document_get_node(&kf->doc, pair->value);
-    if (!kn || !vn)
+    yaml_node_t *kn, *vn;
+    ep_keyfile_pos kpos;
+    if (!ep__pair_nodes(kf, pair, doc_name, secs, "section", &kn, &vn, &kpos))
       continue;
-    ep_keyfile_pos kpos = ep__mark_pos(kf, kn->start_mark);
-    if (kn->type != YAML_SCALAR_NODE) {
-      ep__error(kf, kpos, doc_name, secs, "expected a section name, got %s",
-                ep__kind_name(ep__node_kind(kn)));
-      continue;
-    }
     const char *name = (const char *)kn->data.scalar.value;
     size_t len = kn->data.scalar.length;
     int32_t s = ep__find_sec(kf, name, len);
@@ -387,10 +396,11 @@ static void ep__apply_override(ep_keyfile *kf, const char *ov, int32_t index)
 
 /* ---- typed values ---- */
 
-/* A plain decimal integer: optional sign, then digits only. 0 ok, ERANGE on overflow, else EINVAL.
- */
-static int ep__parse_i64(const char *s, int64_t *out)
+/* A plain decimal integer: optional sign, then digits only. 0 ok, ERANGE when
+ * its magnitude is above UINT64_MAX, else EINVAL. */
+static int ep__parse_decimal(const char *s, int *negative, uint64_t *magnitude)
 {
+  *negative = *s == '-';
   const char *p = s + (*s == '+' || *s == '-');
   if (!*p)
     return EINVAL;
@@ -398,35 +408,32 @@ static int ep__parse_i64(const char *s, int64_t *out)
     if (*q < '0' || *q > '9')
       return EINVAL;
   errno = 0;
-  char *end = NULL;
-  long long v = strtoll(s, &end, 10);
+  unsigned long long v = strtoull(p, NULL, 10); /* digits only: it reads them all */
   if (errno == ERANGE)
     return ERANGE;
-  if (errno || end == s || *end)
-    return EINVAL;
-  *out = (int64_t)v;
+  *magnitude = (uint64_t)v;
+  return 0;
+}
+
+static int ep__parse_i64(const char *s, int64_t *out)
+{
+  int negative;
+  uint64_t m;
+  int rc = ep__parse_decimal(s, &negative, &m);
+  if (rc != 0)
+    return rc;
+  if (m > (uint64_t)INT64_MAX + (uint64_t)negative)
+    return ERANGE;
+  *out = negative && m > 0 ? -(int64_t)(m - 1) - 1 : (int64_t)m;
   return 0;
 }
 
 static int ep__parse_u64(const char *s, uint64_t *out)
 {
-  const char *p = s + (*s == '+');
-  if (*p == '-')
-    return ERANGE; /* strtoull would wrap a negative number around */
-  if (!*p)
-    return EINVAL;
-  for (const char *q = p; *q; q++)
-    if (*q < '0' || *q > '9')
-      return EINVAL;
-  errno = 0;
-  char *end = NULL;
-  unsigned long long v = strtoull(p, &end, 10);
-  if (errno == ERANGE)
-    return ERANGE;
-  if (errno || end == p || *end)
-    return EINVAL;
-  *out = (uint64_t)v;
-  return 0;
+  if (s[*s == '+'] == '-')
+    return ERANGE; /* a negative number: out of range, not malformed */
+  int negative;
+  return ep__parse_decimal(s, &negative, out);
 }
 
 /* A finite decimal number (no hex, inf or nan). 0 ok, ERANGE when out of double range. */
@@ -658,16 +665,6 @@ static ep_status ep__read_file(const char *path, char **buf, size_t *len, int *e
   return EP_OK;
 }
 
-static uint64_t ep__fnv1a(uint64_t h, const void *data, size_t n)
-{
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 /* Position of byte offset off (reader errors carry only an offset). */
 static ep_keyfile_pos ep__offset_pos(const ep_keyfile *kf, size_t off)
 {
@@ -774,10 +771,10 @@ ep_status ep_keyfile_load(const ep_keyfile_schema *schema, const char *path,
               st == EP_ERR_NOMEM ? "out of memory" : strerror(err_no));
     goto fail;
   }
-  kf->hash = ep__fnv1a(0xcbf29ce484222325ULL, kf->buf, kf->len);
+  kf->hash = ep_fnv1a64(EP_FNV1A64_INIT, kf->buf, kf->len);
   for (int32_t i = 0; i < n_overrides; i++)
     if (overrides[i]) /* with the terminating NUL, so "a=1","b" and "a=1b" differ */
-      kf->hash = ep__fnv1a(kf->hash, overrides[i], strlen(overrides[i]) + 1);
+      kf->hash = ep_fnv1a64(kf->hash, overrides[i], strlen(overrides[i]) + 1);
 
   st = ep__parse(kf);
   if (st != EP_OK)

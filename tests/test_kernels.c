@@ -500,49 +500,53 @@ static int count_matches(int64_t count, double pi, int64_t n)
   return fabs((double)count - (double)n * pi) <= 5.0 * sigma + 1.0;
 }
 
+/* Routes n_tokens tokens (no weights) and counts, per expert, the tokens that
+ * picked it (in[]) and those that picked it first (first[]). 0 when setup failed. */
+static int route_counts(const ep_routing_cfg *cfg, int32_t n_experts, int32_t k, int64_t n_tokens,
+                        int64_t *in, int64_t *first)
+{
+  ep_router *r = NULL;
+  int32_t *ex = malloc((size_t)n_tokens * (size_t)k * sizeof *ex);
+  CHECK_EQ_INT(ep_router_init(&r, cfg, n_experts, k), EP_OK);
+  const int ok = r && ex;
+  if (ok) {
+    ep_router_route(r, 0, n_tokens, ex, NULL);
+    memset(in, 0, (size_t)n_experts * sizeof *in);
+    memset(first, 0, (size_t)n_experts * sizeof *first);
+    for (int64_t t = 0; t < n_tokens; t++) {
+      first[ex[t * k]]++;
+      for (int32_t j = 0; j < k; j++)
+        in[ex[t * k + j]]++;
+    }
+  }
+  ep_router_free(r);
+  free(ex);
+  return ok;
+}
+
 static void test_router_closed_forms(void)
 {
   const int64_t n_tokens = 100000;
   {
     enum { N = 20, K = 5 };
     ep_routing_cfg cfg = make_cfg(EP_ROUTING_UNIFORM, 1.0, 1, 0.5, 21);
-    ep_router *r = NULL;
-    int32_t *ex = malloc((size_t)n_tokens * K * sizeof *ex);
-    CHECK_EQ_INT(ep_router_init(&r, &cfg, N, K), EP_OK);
-    if (!r || !ex)
+    int64_t in[N], first[N];
+    if (!route_counts(&cfg, N, K, n_tokens, in, first))
       return;
-    ep_router_route(r, 0, n_tokens, ex, NULL);
-    int64_t in[N] = {0}, first[N] = {0};
-    for (int64_t t = 0; t < n_tokens; t++) {
-      first[ex[t * K]]++;
-      for (int j = 0; j < K; j++)
-        in[ex[t * K + j]]++;
-    }
     int bad = 0;
     for (int e = 0; e < N; e++)
       bad += !count_matches(in[e], (double)K / N, n_tokens) +
              !count_matches(first[e], 1.0 / N, n_tokens);
     CHECK_EQ_INT(bad, 0);
-    ep_router_free(r);
-    free(ex);
   }
   {
     enum { N = 16, K = 2 };
     ep_routing_cfg cfg = make_cfg(EP_ROUTING_HOT, 1.0, 3, 0.8, 22);
     double p[N];
-    ep_router *r = NULL;
-    int32_t *ex = malloc((size_t)n_tokens * K * sizeof *ex);
+    int64_t in[N], first[N];
     CHECK_EQ_INT(ep_routing_expert_probs(&cfg, N, p), EP_OK);
-    CHECK_EQ_INT(ep_router_init(&r, &cfg, N, K), EP_OK);
-    if (!r || !ex)
+    if (!route_counts(&cfg, N, K, n_tokens, in, first))
       return;
-    ep_router_route(r, 0, n_tokens, ex, NULL);
-    int64_t in[N] = {0}, first[N] = {0};
-    for (int64_t t = 0; t < n_tokens; t++) {
-      first[ex[t * K]]++;
-      in[ex[t * K]]++;
-      in[ex[t * K + 1]]++;
-    }
     int bad = 0;
     for (int e = 0; e < N; e++) {
       double pi = p[e];
@@ -552,8 +556,6 @@ static void test_router_closed_forms(void)
       bad += !count_matches(in[e], pi, n_tokens) + !count_matches(first[e], p[e], n_tokens);
     }
     CHECK_EQ_INT(bad, 0);
-    ep_router_free(r);
-    free(ex);
   }
 }
 

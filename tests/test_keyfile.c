@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "ep_keyfile.h"
+#include "ep_rng.h"
 
 enum { S_RUN, S_OPT, S_COUNT };
 enum { K_COUNT_, K_MODE, K_SCALE, K_LABEL, K_SEED, K_FACTOR, K_N };
@@ -290,18 +291,12 @@ static void test_caller_errors(void)
 static void test_hash_and_arguments(void)
 {
   const char *text = "run:\n  count: 1\n";
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char *p = text; *p; p++)
-    h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+  uint64_t h = ep_fnv1a64(EP_FNV1A64_INIT, text, strlen(text));
   loaded l = load(text, NULL, 0, NULL);
   CHECK(ep_keyfile_hash(l.kf) == h);
   loaded_free(&l);
   const char *ov[] = {"run.count=2"};
-  for (const char *p = ov[0];; p++) {
-    h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    if (!*p)
-      break; /* the override's NUL is hashed too */
-  }
+  h = ep_fnv1a64(h, ov[0], strlen(ov[0]) + 1); /* the override's NUL is hashed too */
   l = load(text, ov, 1, NULL);
   CHECK(ep_keyfile_hash(l.kf) == h);
   loaded_free(&l);

@@ -174,37 +174,40 @@ static void test_gate_logits(void)
     CHECK(got[i] == want[i]);
 }
 
+/* One token's top-3 selection: exactly experts want_ex, weights want_w within 1e-6. */
+static void check_top3(const ep_moe_router_cfg *cfg, const float *s, const float *bias,
+                       const int32_t want_ex[3], const double want_w[3])
+{
+  int32_t ex[3];
+  float w[3];
+  CHECK_EQ_INT(ep_moe_router_topk_ref(cfg, 1, s, bias, ex, w), EP_OK);
+  for (int j = 0; j < 3; j++) {
+    CHECK_EQ_INT(ex[j], want_ex[j]);
+    CHECK_REL(w[j], want_w[j], 1e-6);
+  }
+}
+
 /* The hand-made DeepSeek-V3-style example: 8 experts in 4 groups of 2. */
 static void test_router_groups_hand(void)
 {
   const float s[8] = {0.9f, 0.1f, 0.5f, 0.45f, 0.8f, 0.05f, 0.3f, 0.6f};
   ep_moe_router_cfg cfg = {8, 3, 4, 2, EP_MOE_SCORE_SIGMOID, 1, 2.5f};
-  int32_t ex[3];
-  float w[3];
   /* Group scores (top-2 sums): 1.0, 0.95, 0.85, 0.9 -> groups 0 and 1 stay; the
    * best three of experts 0..3 are 0, 2, 3 (plain top-3 would be 0, 4, 7). */
-  CHECK_EQ_INT(ep_moe_router_topk_ref(&cfg, 1, s, NULL, ex, w), EP_OK);
-  CHECK_EQ_INT(ex[0], 0);
-  CHECK_EQ_INT(ex[1], 2);
-  CHECK_EQ_INT(ex[2], 3);
-  CHECK_REL(w[0], 0.9 / 1.85 * 2.5, 1e-6);
-  CHECK_REL(w[1], 0.5 / 1.85 * 2.5, 1e-6);
-  CHECK_REL(w[2], 0.45 / 1.85 * 2.5, 1e-6);
+  check_top3(&cfg, s, NULL, (const int32_t[]){0, 2, 3},
+             (const double[]){0.9 / 1.85 * 2.5, 0.5 / 1.85 * 2.5, 0.45 / 1.85 * 2.5});
 
   /* Bias 0.3 on expert 6 lifts group 3 to 0.6 + 0.6 = 1.2: groups 3 and 0 stay.
    * Keys 0.9, 0.1, 0.6, 0.6: experts 0, then the tie 6 and 7 by id. Weights use
    * the unbiased scores 0.9, 0.3, 0.6. */
   const float bias[8] = {0, 0, 0, 0, 0, 0, 0.3f, 0};
-  CHECK_EQ_INT(ep_moe_router_topk_ref(&cfg, 1, s, bias, ex, w), EP_OK);
-  CHECK_EQ_INT(ex[0], 0);
-  CHECK_EQ_INT(ex[1], 6);
-  CHECK_EQ_INT(ex[2], 7);
-  CHECK_REL(w[0], 0.9 / 1.8 * 2.5, 1e-6);
-  CHECK_REL(w[1], 0.3 / 1.8 * 2.5, 1e-6);
-  CHECK_REL(w[2], 0.6 / 1.8 * 2.5, 1e-6);
+  check_top3(&cfg, s, bias, (const int32_t[]){0, 6, 7},
+             (const double[]){0.9 / 1.8 * 2.5, 0.3 / 1.8 * 2.5, 0.6 / 1.8 * 2.5});
 
   /* No group limit, no normalisation: plain top-3 with raw scores. */
   ep_moe_router_cfg plain = {8, 3, 1, 1, EP_MOE_SCORE_SOFTMAX, 0, 1.0f};
+  int32_t ex[3];
+  float w[3];
   CHECK_EQ_INT(ep_moe_router_topk_ref(&plain, 1, s, NULL, ex, w), EP_OK);
   CHECK_EQ_INT(ex[0], 0);
   CHECK_EQ_INT(ex[1], 4);

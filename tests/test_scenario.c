@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "ep_rng.h"
 #include "ep_scenario.h"
 
 /* ---- helpers ---- */
@@ -126,17 +127,6 @@ static void expect_one(const char *text, const char *const *ov, int n_ov, const 
 static const char *const workload_keys =
     "tokens_per_gpu, routing, zipf_exponent, hot_experts, hot_share, seed";
 
-/* Reference FNV-1a 64, checked against the published vector for "a". */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 /* ---- bundled scenarios ---- */
 
 static void check_preset_cluster(const ep_cluster *got, const char *preset, int32_t count)
@@ -154,77 +144,62 @@ static void check_preset_cluster(const ep_cluster *got, const char *preset, int3
   CHECK_EQ_INT(got->fabric, EP_FABRIC_NONBLOCKING);
 }
 
+/* Every field of a model section. */
+static void check_model(const ep_model_cfg *got, const ep_model_cfg *want)
+{
+  CHECK(strcmp(got->name, want->name) == 0);
+  CHECK_EQ_INT(got->n_experts, want->n_experts);
+  CHECK_EQ_INT(got->top_k, want->top_k);
+  CHECK_EQ_INT(got->hidden, want->hidden);
+  CHECK_EQ_INT(got->moe_intermediate, want->moe_intermediate);
+  CHECK_EQ_INT(got->n_shared_experts, want->n_shared_experts);
+  CHECK_EQ_INT(got->dispatch_dtype, want->dispatch_dtype);
+  CHECK_EQ_INT(got->combine_dtype, want->combine_dtype);
+}
+
 static void test_bundled(void)
 {
+  const ep_dtype bf16 = EP_DTYPE_BF16, fp8 = EP_DTYPE_FP8;
+  const ep_model_cfg dsv3 = {"DeepSeek-V3", 256, 8, 7168, 2048, 1, fp8, bf16};
+  const ep_model_cfg mixtral = {"Mixtral-8x7B", 8, 2, 4096, 14336, 0, bf16, bf16};
+  const ep_model_cfg qwen3 = {"Qwen3-235B-A22B", 128, 8, 4096, 1536, 0, bf16, bf16};
+  const struct {
+    const char *path;
+    const ep_model_cfg *model;
+    const char *preset;
+    int32_t count;
+    const char *gpu;
+    int32_t gpus_per_node, ep;
+  } want[] = {
+      {"scenarios/default.yaml", &dsv3, "hgx-h800", 2, "H800", 8, 16},
+      {"scenarios/deepseek-v3-gb200-nvl72-ep64.yaml", &dsv3, "gb200-nvl72", 1, "GB200", 72, 64},
+      {"scenarios/mixtral-8x7b-hgx-h100-ep8.yaml", &mixtral, "hgx-h100", 1, "H100", 8, 8},
+      {"scenarios/qwen3-235b-a22b-hgx-h100-ep32.yaml", &qwen3, "hgx-h100", 4, "H100", 8, 32},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
+    loaded l = load_path(want[i].path, NULL, 0);
+    CHECK_EQ_INT(l.st, EP_OK);
+    CHECK_EQ_INT(l.err_lines, 0);
+    check_model(&l.sc.model, want[i].model);
+    check_preset_cluster(&l.sc.cluster, want[i].preset, want[i].count);
+    CHECK(l.sc.cluster.gpu && strcmp(l.sc.cluster.gpu->name, want[i].gpu) == 0);
+    CHECK_EQ_INT(l.sc.cluster.gpus_per_node, want[i].gpus_per_node);
+    CHECK_EQ_INT(l.sc.ep, want[i].ep);
+    CHECK_EQ_INT(l.sc.tokens_per_gpu, 4096);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: %s)\n", want[i].path);
+    loaded_free(&l);
+  }
+
+  /* The default scenario leaves the policy and sim sections at their defaults. */
   loaded l = load_path("scenarios/default.yaml", NULL, 0);
-  CHECK_EQ_INT(l.st, EP_OK);
-  CHECK_EQ_INT(l.err_lines, 0);
-  CHECK(strcmp(l.sc.model.name, "DeepSeek-V3") == 0);
-  CHECK_EQ_INT(l.sc.model.n_experts, 256);
-  CHECK_EQ_INT(l.sc.model.top_k, 8);
-  CHECK_EQ_INT(l.sc.model.hidden, 7168);
-  CHECK_EQ_INT(l.sc.model.moe_intermediate, 2048);
-  CHECK_EQ_INT(l.sc.model.n_shared_experts, 1);
-  CHECK_EQ_INT(l.sc.model.dispatch_dtype, EP_DTYPE_FP8);
-  CHECK_EQ_INT(l.sc.model.combine_dtype, EP_DTYPE_BF16);
-  check_preset_cluster(&l.sc.cluster, "hgx-h800", 2);
-  CHECK(l.sc.cluster.gpu && strcmp(l.sc.cluster.gpu->name, "H800") == 0);
-  CHECK_EQ_INT(l.sc.cluster.gpus_per_node, 8);
-  CHECK_EQ_INT(l.sc.ep, 16);
   CHECK_EQ_INT(l.sc.placement, EP_PLACEMENT_CONTIGUOUS);
-  CHECK_EQ_INT(l.sc.tokens_per_gpu, 4096);
   CHECK_EQ_INT(l.sc.routing.kind, EP_ROUTING_UNIFORM);
   CHECK(l.sc.routing.seed == 1);
   CHECK(l.sc.capacity_factor <= 0.0);
   CHECK(l.sc.dispatch == &ep_dispatch_direct);
   CHECK_EQ_INT(l.sc.flows, EP_FLOWS_AUTO);
-  loaded_free(&l);
-
-  l = load_path("scenarios/deepseek-v3-gb200-nvl72-ep64.yaml", NULL, 0);
-  CHECK_EQ_INT(l.st, EP_OK);
-  CHECK(strcmp(l.sc.model.name, "DeepSeek-V3") == 0);
-  CHECK_EQ_INT(l.sc.model.n_experts, 256);
-  CHECK_EQ_INT(l.sc.model.top_k, 8);
-  CHECK_EQ_INT(l.sc.model.hidden, 7168);
-  CHECK_EQ_INT(l.sc.model.moe_intermediate, 2048);
-  CHECK_EQ_INT(l.sc.model.n_shared_experts, 1);
-  CHECK_EQ_INT(l.sc.model.dispatch_dtype, EP_DTYPE_FP8);
-  CHECK_EQ_INT(l.sc.model.combine_dtype, EP_DTYPE_BF16);
-  check_preset_cluster(&l.sc.cluster, "gb200-nvl72", 1);
-  CHECK(l.sc.cluster.gpu && strcmp(l.sc.cluster.gpu->name, "GB200") == 0);
-  CHECK_EQ_INT(l.sc.cluster.gpus_per_node, 72);
-  CHECK_EQ_INT(l.sc.ep, 64);
-  CHECK_EQ_INT(l.sc.tokens_per_gpu, 4096);
-  loaded_free(&l);
-
-  l = load_path("scenarios/mixtral-8x7b-hgx-h100-ep8.yaml", NULL, 0);
-  CHECK_EQ_INT(l.st, EP_OK);
-  CHECK(strcmp(l.sc.model.name, "Mixtral-8x7B") == 0);
-  CHECK_EQ_INT(l.sc.model.n_experts, 8);
-  CHECK_EQ_INT(l.sc.model.top_k, 2);
-  CHECK_EQ_INT(l.sc.model.hidden, 4096);
-  CHECK_EQ_INT(l.sc.model.moe_intermediate, 14336);
-  CHECK_EQ_INT(l.sc.model.n_shared_experts, 0);
-  CHECK_EQ_INT(l.sc.model.dispatch_dtype, EP_DTYPE_BF16);
-  CHECK_EQ_INT(l.sc.model.combine_dtype, EP_DTYPE_BF16);
-  check_preset_cluster(&l.sc.cluster, "hgx-h100", 1);
-  CHECK(l.sc.cluster.gpu && strcmp(l.sc.cluster.gpu->name, "H100") == 0);
-  CHECK_EQ_INT(l.sc.cluster.gpus_per_node, 8);
-  CHECK_EQ_INT(l.sc.ep, 8);
-  loaded_free(&l);
-
-  l = load_path("scenarios/qwen3-235b-a22b-hgx-h100-ep32.yaml", NULL, 0);
-  CHECK_EQ_INT(l.st, EP_OK);
-  CHECK(strcmp(l.sc.model.name, "Qwen3-235B-A22B") == 0);
-  CHECK_EQ_INT(l.sc.model.n_experts, 128);
-  CHECK_EQ_INT(l.sc.model.top_k, 8);
-  CHECK_EQ_INT(l.sc.model.hidden, 4096);
-  CHECK_EQ_INT(l.sc.model.moe_intermediate, 1536);
-  CHECK_EQ_INT(l.sc.model.n_shared_experts, 0);
-  CHECK_EQ_INT(l.sc.model.dispatch_dtype, EP_DTYPE_BF16);
-  CHECK_EQ_INT(l.sc.model.combine_dtype, EP_DTYPE_BF16);
-  check_preset_cluster(&l.sc.cluster, "hgx-h100", 4);
-  CHECK_EQ_INT(l.sc.ep, 32);
   loaded_free(&l);
 }
 
@@ -320,14 +295,8 @@ static void test_all_keys(void)
                        NULL, 0);
   CHECK_EQ_INT(l.st, EP_OK);
   CHECK_EQ_INT(l.err_lines, 0);
-  CHECK(strcmp(l.sc.model.name, "all keys") == 0);
-  CHECK_EQ_INT(l.sc.model.n_experts, 64);
-  CHECK_EQ_INT(l.sc.model.top_k, 6);
-  CHECK_EQ_INT(l.sc.model.hidden, 2048);
-  CHECK_EQ_INT(l.sc.model.moe_intermediate, 1408);
-  CHECK_EQ_INT(l.sc.model.n_shared_experts, 2);
-  CHECK_EQ_INT(l.sc.model.dispatch_dtype, EP_DTYPE_FP8);
-  CHECK_EQ_INT(l.sc.model.combine_dtype, EP_DTYPE_FP8);
+  const ep_model_cfg model = {"all keys", 64, 6, 2048, 1408, 2, EP_DTYPE_FP8, EP_DTYPE_FP8};
+  check_model(&l.sc.model, &model);
   CHECK(l.sc.cluster.preset[0] == '\0');
   CHECK(l.sc.cluster.gpu == ep_gpu_catalog_find("H200"));
   CHECK_EQ_INT(l.sc.cluster.gpus_per_node, 4);
@@ -349,9 +318,7 @@ static void test_all_keys(void)
   loaded_free(&l);
 
   /* Hot routing with its two keys; capacity_factor none; flows pair. */
-  l = load_text(HEAD "workload:\n"
-                     "  tokens_per_gpu: 128\n"
-                     "  routing: hot\n"
+  l = load_text(BASE "  routing: hot\n"
                      "  hot_experts: 15\n"
                      "  hot_share: 0.75\n"
                      "  seed: 0\n"
@@ -691,51 +658,43 @@ static void test_overrides(void)
   loaded_free(&l);
 
   /* Bad overrides: --set:<index>:<col>, col 1 for the key, the value's column for values. */
-  const char *bad1[] = {"workload.seed=abc"};
-  EXPECT_ONE_OV(BASE, bad1, 1,
-                "--set:1:15: workload.seed: expected an integer, got 'abc' (valid: integer "
-                "0..18446744073709551615)");
-  const char *bad2[] = {"workload.seed=1", "workload.tokens_per_gpu=1.5"};
-  EXPECT_ONE_OV(BASE, bad2, 2,
+  char unknown_key[256];
+  snprintf(unknown_key, sizeof unknown_key, "--set:1:1: workload.sed: unknown key (valid: %s)",
+           workload_keys);
+  const struct {
+    const char *ov, *want;
+  } bad[] = {
+      {"workload.seed=abc", "--set:1:15: workload.seed: expected an integer, got 'abc' (valid: "
+                            "integer 0..18446744073709551615)"},
+      {"workload.sed=1", unknown_key},
+      {"work.seed=1", "--set:1:1: work: unknown section (valid: model, cluster, parallel, "
+                      "workload, policy, sim)"},
+      {"seed=1", "--set:1:1: seed: expected section.key=value (valid: section.key=value)"},
+      {"workload.seed",
+       "--set:1:1: workload.seed: expected section.key=value (valid: section.key=value)"},
+      {"=5", "--set:1:1: (empty): expected section.key=value (valid: section.key=value)"},
+      {"workload.seed=",
+       "--set:1:15: workload.seed: missing value (valid: integer 0..18446744073709551615)"},
+      {"sim.flows=fast", "--set:1:11: sim.flows: unknown value 'fast' (valid: auto, pair, port)"},
+      /* A cross-field error caused by an override points at the override. */
+      {"parallel.ep=5", "--set:1:1: parallel.ep: n_experts 16 is not divisible by ep 5 (valid: "
+                        "1, 2, 4, 8, 16)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    EXPECT_ONE_OV(BASE, &bad[i].ov, 1, bad[i].want);
+  const char *bad_second[] = {"workload.seed=1", "workload.tokens_per_gpu=1.5"};
+  EXPECT_ONE_OV(BASE, bad_second, 2,
                 "--set:2:25: workload.tokens_per_gpu: expected an integer, got float '1.5' "
                 "(valid: integer 1..16777216)");
-  char want[256];
-  snprintf(want, sizeof want, "--set:1:1: workload.sed: unknown key (valid: %s)", workload_keys);
-  const char *bad3[] = {"workload.sed=1"};
-  EXPECT_ONE_OV(BASE, bad3, 1, want);
-  const char *bad4[] = {"work.seed=1"};
-  EXPECT_ONE_OV(BASE, bad4, 1,
-                "--set:1:1: work: unknown section (valid: model, cluster, parallel, workload, "
-                "policy, sim)");
-  const char *bad5[] = {"seed=1"};
-  EXPECT_ONE_OV(BASE, bad5, 1,
-                "--set:1:1: seed: expected section.key=value (valid: section.key=value)");
-  const char *bad6[] = {"workload.seed"};
-  EXPECT_ONE_OV(BASE, bad6, 1,
-                "--set:1:1: workload.seed: expected section.key=value (valid: section.key=value)");
-  const char *bad6b[] = {"=5"};
-  EXPECT_ONE_OV(BASE, bad6b, 1,
-                "--set:1:1: (empty): expected section.key=value (valid: section.key=value)");
-  const char *bad7[] = {"workload.seed="};
-  EXPECT_ONE_OV(BASE, bad7, 1,
-                "--set:1:15: workload.seed: missing value (valid: integer "
-                "0..18446744073709551615)");
-  const char *bad8[] = {"sim.flows=fast"};
-  EXPECT_ONE_OV(BASE, bad8, 1,
-                "--set:1:11: sim.flows: unknown value 'fast' (valid: auto, pair, port)");
-  /* A cross-field error caused by an override points at the override. */
-  const char *bad9[] = {"parallel.ep=5"};
-  EXPECT_ONE_OV(BASE, bad9, 1,
-                "--set:1:1: parallel.ep: n_experts 16 is not divisible by ep 5 (valid: 1, 2, 4, "
-                "8, 16)");
-  const char *bad10[] = {"cluster.nodes=1"};
-  EXPECT_ONE_OV(MODEL "cluster:\n  preset: gb200-nvl72\n  racks: 1\n" PARALLEL WORKLOAD, bad10, 1,
+  const char *bad_nodes[] = {"cluster.nodes=1"};
+  EXPECT_ONE_OV(MODEL "cluster:\n  preset: gb200-nvl72\n  racks: 1\n" PARALLEL WORKLOAD, bad_nodes,
+                1,
                 "--set:1:1: cluster.nodes: preset gb200-nvl72 counts racks, not nodes (valid: "
                 "racks)");
 
   /* File errors come first, then override errors in order. */
-  const char *bad11[] = {"workload.seed=x", "model.top_k=0"};
-  l = load_text(BASE "  routing: gauss\n", bad11, 2);
+  const char *bad_both[] = {"workload.seed=x", "model.top_k=0"};
+  l = load_text(BASE "  routing: gauss\n", bad_both, 2);
   CHECK_EQ_INT(l.st, EP_ERR_PARSE);
   CHECK_EQ_INT(l.err_lines, 3);
   check_has_line(&l, "14:12: workload.routing: unknown value 'gauss' (valid: uniform, zipf, hot)",
@@ -758,10 +717,10 @@ static void test_overrides(void)
 
 static void test_hash(void)
 {
-  CHECK(fnv1a(0xcbf29ce484222325ULL, "a", 1) == 0xaf63dc4c8601ec8cULL); /* published vector */
+  CHECK(ep_fnv1a64(EP_FNV1A64_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL); /* published vector */
 
   const char *text = BASE;
-  uint64_t file_hash = fnv1a(0xcbf29ce484222325ULL, text, strlen(text));
+  uint64_t file_hash = ep_fnv1a64(EP_FNV1A64_INIT, text, strlen(text));
   loaded a = load_text(text, NULL, 0);
   CHECK_EQ_INT(a.st, EP_OK);
   CHECK(a.sc.content_hash == file_hash);
@@ -776,7 +735,7 @@ static void test_hash(void)
   const char *ov[] = {"workload.seed=7", "sim.flows=pair"};
   uint64_t want = file_hash;
   for (int i = 0; i < 2; i++)
-    want = fnv1a(want, ov[i], strlen(ov[i]) + 1); /* each override with its NUL */
+    want = ep_fnv1a64(want, ov[i], strlen(ov[i]) + 1); /* each override with its NUL */
   loaded d = load_text(text, ov, 2);
   CHECK_EQ_INT(d.st, EP_OK);
   CHECK(d.sc.content_hash == want);

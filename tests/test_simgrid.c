@@ -43,21 +43,6 @@ static ep_scenario make_scenario(const char *preset, int32_t n_nodes, int32_t ep
   return sc;
 }
 
-static void plan_free(ep_plan *p)
-{
-  free(p->placement.rank_of_expert);
-  free(p->placement.slot_of_expert);
-  free(p->placement.expert_of_slot);
-  free(p->routed_src_expert);
-  free(p->kept_src_expert);
-  free(p->tokens_src_dst);
-  free(p->dispatch_bytes_src_dst);
-  free(p->combine_bytes_src_dst);
-  free(p->tokens_per_expert);
-  free(p->tokens_recv_rank);
-  memset(p, 0, sizeof *p);
-}
-
 /* Zeroed matrices; contiguous placement of experts_per_rank experts per rank. */
 static int plan_alloc(ep_plan *p, int32_t n, int32_t experts_per_rank)
 {
@@ -70,12 +55,6 @@ static int plan_alloc(ep_plan *p, int32_t n, int32_t experts_per_rank)
   p->capacity_per_expert = INT64_MAX;
   p->dispatch_bytes_per_token = 7392;
   p->combine_bytes_per_token = 14336;
-  p->placement.n_experts = ne;
-  p->placement.n_ranks = n;
-  p->placement.experts_per_rank = experts_per_rank;
-  p->placement.rank_of_expert = calloc((size_t)ne, sizeof(int32_t));
-  p->placement.slot_of_expert = calloc((size_t)ne, sizeof(int32_t));
-  p->placement.expert_of_slot = calloc((size_t)ne, sizeof(int32_t));
   p->routed_src_expert = calloc((size_t)n * ne, sizeof(int64_t));
   p->kept_src_expert = calloc((size_t)n * ne, sizeof(int64_t));
   p->tokens_src_dst = calloc((size_t)n * n, sizeof(int64_t));
@@ -83,17 +62,13 @@ static int plan_alloc(ep_plan *p, int32_t n, int32_t experts_per_rank)
   p->combine_bytes_src_dst = calloc((size_t)n * n, sizeof(int64_t));
   p->tokens_per_expert = calloc((size_t)ne, sizeof(int64_t));
   p->tokens_recv_rank = calloc((size_t)n, sizeof(int64_t));
-  if (!p->placement.rank_of_expert || !p->placement.slot_of_expert ||
-      !p->placement.expert_of_slot || !p->routed_src_expert || !p->kept_src_expert ||
-      !p->tokens_src_dst || !p->dispatch_bytes_src_dst || !p->combine_bytes_src_dst ||
-      !p->tokens_per_expert || !p->tokens_recv_rank) {
-    plan_free(p);
+  if (!p->routed_src_expert || !p->kept_src_expert || !p->tokens_src_dst ||
+      !p->dispatch_bytes_src_dst || !p->combine_bytes_src_dst || !p->tokens_per_expert ||
+      !p->tokens_recv_rank ||
+      ep_placement_init(&p->placement, EP_PLACEMENT_CONTIGUOUS, ne, n) != EP_OK) {
+    ep_plan_free(p);
+    CHECK(!"plan_alloc: out of memory");
     return 0;
-  }
-  for (int32_t e = 0; e < ne; e++) {
-    p->placement.rank_of_expert[e] = e / experts_per_rank;
-    p->placement.slot_of_expert[e] = e % experts_per_rank;
-    p->placement.expert_of_slot[e] = e;
   }
   return 1;
 }
@@ -128,7 +103,8 @@ static int plan_skewed(ep_plan *p, int32_t n, int32_t experts_per_rank, uint64_t
   if (!cdf || !perm) {
     free(cdf);
     free(perm);
-    plan_free(p);
+    ep_plan_free(p);
+    CHECK(!"plan_skewed: out of memory");
     return 0;
   }
   ep_rng rng;
@@ -277,6 +253,12 @@ static double us_of(int64_t bytes, double GBps)
   return (double)bytes / (GBps * 1e3);
 }
 
+/* n_msgs messages of bytes each, one after the other on one link, after its latency. */
+static double serial_us(int32_t n_msgs, int64_t bytes, double GBps, double latency_us)
+{
+  return n_msgs * us_of(bytes, GBps) + latency_us;
+}
+
 /* Busiest-port time of rank r for a [n*n] matrix: max over its NVLink and NIC,
  * egress and ingress, of latency + bytes / bandwidth (0 without traffic). */
 static double port_bound_us(const ep_cluster *c, const int64_t *m, int32_t n, int32_t r)
@@ -321,17 +303,15 @@ static void uniform_crossbar(const char *preset, int32_t n, ep_flow_mode mode)
   ep_scenario sc = make_scenario(preset, 1, n);
   ep_plan plan;
   const int64_t s_disp = 64 * 7392, s_comb = 64 * 14336;
-  if (!plan_uniform(&plan, n, s_disp, s_comb, 512)) {
-    CHECK(0);
+  if (!plan_uniform(&plan, n, s_disp, s_comb, 512))
     return;
-  }
   ep_rank_timeline *tl = calloc((size_t)n, sizeof *tl);
   CHECK(tl != NULL);
   if (tl) {
     CHECK_EQ_INT(simulate(&sc, &plan, mode, tl), EP_OK);
     const ep_cluster *c = &sc.cluster;
-    const double disp = (n - 1) * us_of(s_disp, c->nvlink_GBps) + c->nvlink_latency_us;
-    const double comb = (n - 1) * us_of(s_comb, c->nvlink_GBps) + c->nvlink_latency_us;
+    const double disp = serial_us(n - 1, s_disp, c->nvlink_GBps, c->nvlink_latency_us);
+    const double comb = serial_us(n - 1, s_comb, c->nvlink_GBps, c->nvlink_latency_us);
     const double gemm = expert_ref_us(&sc, &plan, 0);
     CHECK(gemm > 0.0);
     for (int32_t r = 0; r < n; r++) {
@@ -342,7 +322,7 @@ static void uniform_crossbar(const char *preset, int32_t n, ep_flow_mode mode)
     }
   }
   free(tl);
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 /* Two HGX nodes, uniform: the NIC is the bottleneck, (N - 8) S / B_nic + NIC
@@ -353,23 +333,21 @@ static void uniform_two_nodes(ep_flow_mode mode)
   ep_scenario sc = make_scenario("hgx-h100", 2, n);
   ep_plan plan;
   const int64_t s_disp = 64 * 7392, s_comb = 64 * 14336;
-  if (!plan_uniform(&plan, n, s_disp, s_comb, 512)) {
-    CHECK(0);
+  if (!plan_uniform(&plan, n, s_disp, s_comb, 512))
     return;
-  }
   ep_rank_timeline tl[16];
   CHECK_EQ_INT(simulate(&sc, &plan, mode, tl), EP_OK);
   const ep_cluster *c = &sc.cluster;
-  const double disp = (n - 8) * us_of(s_disp, c->nic_GBps) + c->nic_latency_us;
-  const double nvl = 7 * us_of(s_disp, c->nvlink_GBps) + c->nvlink_latency_us;
+  const double disp = serial_us(n - 8, s_disp, c->nic_GBps, c->nic_latency_us);
+  const double nvl = serial_us(7, s_disp, c->nvlink_GBps, c->nvlink_latency_us);
   CHECK(nvl < disp);
-  const double comb = (n - 8) * us_of(s_comb, c->nic_GBps) + c->nic_latency_us;
+  const double comb = serial_us(n - 8, s_comb, c->nic_GBps, c->nic_latency_us);
   const double gemm = expert_ref_us(&sc, &plan, 0);
   for (int32_t r = 0; r < n; r++) {
     CHECK_REL(tl[r].phase[EP_PHASE_DISPATCH].end_us, disp, CLOSED_FORM_TOL);
     CHECK_REL(tl[r].phase[EP_PHASE_COMBINE].end_us, disp + gemm + comb, CLOSED_FORM_TOL);
   }
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 /* Random pair sizes from a seeded RNG: the slowest rank ends at the busiest
@@ -379,10 +357,8 @@ static void skewed(const char *preset, int32_t n_nodes, int32_t n, ep_flow_mode 
 {
   ep_scenario sc = make_scenario(preset, n_nodes, n);
   ep_plan plan;
-  if (!plan_uniform(&plan, n, 0, 0, 256)) {
-    CHECK(0);
+  if (!plan_uniform(&plan, n, 0, 0, 256))
     return;
-  }
   ep_rng rng;
   ep_rng_seed(&rng, 42, 7);
   for (int64_t i = 0; i < (int64_t)n * n; i++) {
@@ -410,7 +386,7 @@ static void skewed(const char *preset, int32_t n_nodes, int32_t n, ep_flow_mode 
     CHECK_REL(max_end(tl, n, EP_PHASE_COMBINE), disp + gemm + comb, CLOSED_FORM_TOL);
   }
   free(tl);
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 /* Expert phase = ep_expert_phase_us of the rank's own experts, and the
@@ -421,10 +397,8 @@ static void expert_and_barrier(ep_flow_mode mode)
   ep_scenario sc = make_scenario("hgx-h100", 1, n);
   ep_plan plan;
   const int64_t s_disp = 32 * 7392, s_comb = 32 * 14336;
-  if (!plan_uniform(&plan, n, s_disp, s_comb, 0)) {
-    CHECK(0);
+  if (!plan_uniform(&plan, n, s_disp, s_comb, 0))
     return;
-  }
   ep_rng rng;
   ep_rng_seed(&rng, 3, 0);
   for (int32_t e = 0; e < plan.n_experts; e++)
@@ -434,8 +408,8 @@ static void expert_and_barrier(ep_flow_mode mode)
   ep_rank_timeline tl[8];
   CHECK_EQ_INT(simulate(&sc, &plan, mode, tl), EP_OK);
   const ep_cluster *c = &sc.cluster;
-  const double disp = (n - 1) * us_of(s_disp, c->nvlink_GBps) + c->nvlink_latency_us;
-  const double comb = (n - 1) * us_of(s_comb, c->nvlink_GBps) + c->nvlink_latency_us;
+  const double disp = serial_us(n - 1, s_disp, c->nvlink_GBps, c->nvlink_latency_us);
+  const double comb = serial_us(n - 1, s_comb, c->nvlink_GBps, c->nvlink_latency_us);
   double slowest = 0.0;
   int32_t slowest_rank = -1;
   for (int32_t r = 0; r < n; r++) {
@@ -457,7 +431,7 @@ static void expert_and_barrier(ep_flow_mode mode)
       CHECK(phase_us(&tl[r], EP_PHASE_COMBINE) > comb * (1.0 + 10 * CLOSED_FORM_TOL));
   }
   CHECK_REL(phase_us(&tl[slowest_rank], EP_PHASE_COMBINE), comb, CLOSED_FORM_TOL);
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 /* The slowest rank's time in each phase, measured from the phase's collective
@@ -480,10 +454,8 @@ static void pair_vs_port(const ep_cluster *c, int32_t n, int32_t experts_per_ran
   ep_scenario sc = make_scenario(NULL, 0, n);
   sc.cluster = *c;
   ep_plan plan;
-  if (!plan_skewed(&plan, n, experts_per_rank, 2024)) {
-    CHECK(0);
+  if (!plan_skewed(&plan, n, experts_per_rank, 2024))
     return;
-  }
   ep_rank_timeline *pair = calloc((size_t)n, sizeof *pair);
   ep_rank_timeline *port = calloc((size_t)n, sizeof *port);
   CHECK(pair && port);
@@ -512,7 +484,7 @@ static void pair_vs_port(const ep_cluster *c, int32_t n, int32_t experts_per_ran
   }
   free(pair);
   free(port);
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 /* Same inputs, same times, bit for bit; and bad inputs are refused. */
@@ -523,10 +495,8 @@ static void deterministic_and_errors(void)
   CHECK_EQ_INT(ep_cluster_preset("hgx-h800", 2, &c), EP_OK);
   ep_scenario sc = make_scenario("hgx-h800", 2, n);
   ep_plan plan;
-  if (!plan_skewed(&plan, n, 4, 99)) {
-    CHECK(0);
+  if (!plan_skewed(&plan, n, 4, 99))
     return;
-  }
   ep_rank_timeline a[16], b[16];
   CHECK_EQ_INT(simulate(&sc, &plan, EP_FLOWS_PAIR, a), EP_OK);
   CHECK_EQ_INT(simulate(&sc, &plan, EP_FLOWS_PAIR, b), EP_OK);
@@ -544,7 +514,7 @@ static void deterministic_and_errors(void)
   plan.dispatch_bytes_src_dst[1] = 0;
   cfg.platform_xml_path = "/nonexistent-dir/platform.xml";
   CHECK_EQ_INT(ep_sim_run(&sc, &plan, &cfg, a), EP_ERR_IO);
-  plan_free(&plan);
+  ep_plan_free(&plan);
 }
 
 static void run_case(const char *name)

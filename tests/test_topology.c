@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "ep_fabric.h"
+#include "ep_rng.h"
 #include "ep_simgrid_xml.h"
 #include "ep_topology.h"
 
@@ -16,16 +17,36 @@ static void test_catalog(void)
   const ep_gpu_spec *all = ep_gpu_catalog(&n);
   CHECK_EQ_INT(n, 5);
   CHECK(all != NULL);
-  const char *names[] = {"H100", "H800", "H200", "B200", "GB200"};
-  for (int i = 0; i < 5; i++) {
-    const ep_gpu_spec *g = ep_gpu_catalog_find(names[i]);
+  /* Values from shared/research/data/hardware.csv (HBM TB/s as GB/s). */
+  const struct {
+    const char *name;
+    double bf16_tflops, fp8_tflops, hbm_GBps, hbm_GB, nvlink_GBps;
+    int32_t domain_gpus;
+  } want[] = {
+      {"H100", 989.4, 1978.9, 3350.0, 80.0, 450.0, 8},
+      {"H800", 989.4, 1978.9, 3350.0, 80.0, 200.0, 8},
+      {"H200", 989.4, 1978.9, 4800.0, 141.0, 450.0, 8},
+      {"B200", 2250.0, 4500.0, 7700.0, 180.0, 900.0, 8},
+      {"GB200", 2500.0, 5000.0, 8000.0, 186.0, 900.0, 72},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
+    const ep_gpu_spec *g = ep_gpu_catalog_find(want[i].name);
     CHECK(g != NULL);
-    if (g) {
-      CHECK(strcmp(g->name, names[i]) == 0);
-      CHECK(g->source && g->source[0]);
-      CHECK(g->fp8_dense_tflops > g->bf16_dense_tflops);
-      CHECK_REL(g->nic_GBps, 50.0, 0.0);
-    }
+    if (!g)
+      continue;
+    CHECK(strcmp(g->name, want[i].name) == 0);
+    CHECK(g->source && g->source[0]);
+    CHECK(g->fp8_dense_tflops > g->bf16_dense_tflops);
+    CHECK_REL(g->nic_GBps, 50.0, 0.0);
+    CHECK_REL(g->bf16_dense_tflops, want[i].bf16_tflops, 1e-12);
+    CHECK_REL(g->fp8_dense_tflops, want[i].fp8_tflops, 1e-12);
+    CHECK_REL(g->hbm_GBps, want[i].hbm_GBps, 1e-12);
+    CHECK_REL(g->hbm_GB, want[i].hbm_GB, 1e-12);
+    CHECK_REL(g->nvlink_GBps, want[i].nvlink_GBps, 1e-12);
+    CHECK_EQ_INT(g->nvlink_domain_gpus, want[i].domain_gpus);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: GPU %s)\n", want[i].name);
   }
   /* Case-insensitive, exact names only. */
   CHECK(ep_gpu_catalog_find("h100") == ep_gpu_catalog_find("H100"));
@@ -35,31 +56,6 @@ static void test_catalog(void)
   CHECK(ep_gpu_catalog_find("A100") == NULL);
   CHECK(ep_gpu_catalog_find("") == NULL);
   CHECK(ep_gpu_catalog_find(NULL) == NULL);
-
-  /* Values from shared/research/data/hardware.csv. */
-  const ep_gpu_spec *h100 = ep_gpu_catalog_find("H100");
-  const ep_gpu_spec *h800 = ep_gpu_catalog_find("h800");
-  const ep_gpu_spec *h200 = ep_gpu_catalog_find("H200");
-  const ep_gpu_spec *b200 = ep_gpu_catalog_find("B200");
-  const ep_gpu_spec *gb200 = ep_gpu_catalog_find("GB200");
-  if (!h100 || !h800 || !h200 || !b200 || !gb200)
-    return;
-  CHECK_REL(h100->bf16_dense_tflops, 989.4, 1e-12);
-  CHECK_REL(h100->fp8_dense_tflops, 1978.9, 1e-12);
-  CHECK_REL(h100->hbm_GBps, 3350.0, 1e-12);
-  CHECK_REL(h100->hbm_GB, 80.0, 1e-12);
-  CHECK_REL(h100->nvlink_GBps, 450.0, 1e-12);
-  CHECK_EQ_INT(h100->nvlink_domain_gpus, 8);
-  CHECK_REL(h800->nvlink_GBps, 200.0, 1e-12);
-  CHECK_REL(h200->hbm_GBps, 4800.0, 1e-12);
-  CHECK_REL(h200->hbm_GB, 141.0, 1e-12);
-  CHECK_REL(b200->bf16_dense_tflops, 2250.0, 1e-12);
-  CHECK_REL(b200->hbm_GBps, 7700.0, 1e-12);
-  CHECK_REL(b200->nvlink_GBps, 900.0, 1e-12);
-  CHECK_REL(gb200->fp8_dense_tflops, 5000.0, 1e-12);
-  CHECK_REL(gb200->hbm_GBps, 8000.0, 1e-12);
-  CHECK_REL(gb200->hbm_GB, 186.0, 1e-12);
-  CHECK_EQ_INT(gb200->nvlink_domain_gpus, 72);
 }
 
 static void test_presets(void)
@@ -72,34 +68,35 @@ static void test_presets(void)
   for (int i = 0; i < n_names; i++)
     CHECK_EQ_INT(ep_cluster_preset(ep_cluster_preset_names[i], 1, &c), EP_OK);
 
-  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 4, &c), EP_OK);
-  CHECK(strcmp(c.preset, "hgx-h100") == 0);
-  CHECK(c.gpu == ep_gpu_catalog_find("H100"));
-  CHECK_EQ_INT(c.n_nodes, 4);
-  CHECK_EQ_INT(c.gpus_per_node, 8);
-  CHECK_EQ_INT(ep_cluster_n_gpus(&c), 32);
-  CHECK_EQ_INT(ep_cluster_node_of(&c, 7), 0);
-  CHECK_EQ_INT(ep_cluster_node_of(&c, 8), 1);
-  CHECK_REL(c.nvlink_GBps, 450.0, 1e-12);
-  CHECK_REL(c.nic_GBps, 50.0, 1e-12);
-  CHECK_REL(c.nvlink_latency_us, 2.0, 1e-12);
-  CHECK_REL(c.nic_latency_us, 4.0, 1e-12);
-  CHECK_EQ_INT(c.fabric, EP_FABRIC_NONBLOCKING);
-
-  CHECK_EQ_INT(ep_cluster_preset("HGX-H800", 2, &c), EP_OK);
-  CHECK(c.gpu == ep_gpu_catalog_find("H800"));
-  CHECK_REL(c.nvlink_GBps, 200.0, 1e-12);
-  CHECK_REL(c.nic_GBps, 50.0, 1e-12);
-  CHECK_EQ_INT(ep_cluster_n_gpus(&c), 16);
-
-  CHECK_EQ_INT(ep_cluster_preset("gb200-nvl72", 2, &c), EP_OK);
-  CHECK(c.gpu == ep_gpu_catalog_find("GB200"));
-  CHECK_EQ_INT(c.gpus_per_node, 72);
-  CHECK_EQ_INT(ep_cluster_n_gpus(&c), 144);
-  CHECK_EQ_INT(ep_cluster_node_of(&c, 71), 0);
-  CHECK_EQ_INT(ep_cluster_node_of(&c, 72), 1);
-  CHECK_REL(c.nvlink_GBps, 900.0, 1e-12);
-  CHECK_REL(c.nic_GBps, 50.0, 1e-12);
+  /* Each preset as given (names are case-insensitive), in its own counts. */
+  const struct {
+    const char *name, *canonical, *gpu;
+    int32_t count, gpus_per_node;
+    double nvlink_GBps;
+  } want[] = {
+      {"hgx-h100", "hgx-h100", "H100", 4, 8, 450.0},
+      {"HGX-H800", "hgx-h800", "H800", 2, 8, 200.0},
+      {"gb200-nvl72", "gb200-nvl72", "GB200", 2, 72, 900.0},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const int failures = check_failures;
+    const int32_t gpn = want[i].gpus_per_node;
+    CHECK_EQ_INT(ep_cluster_preset(want[i].name, want[i].count, &c), EP_OK);
+    CHECK(strcmp(c.preset, want[i].canonical) == 0);
+    CHECK(c.gpu == ep_gpu_catalog_find(want[i].gpu));
+    CHECK_EQ_INT(c.n_nodes, want[i].count);
+    CHECK_EQ_INT(c.gpus_per_node, gpn);
+    CHECK_EQ_INT(ep_cluster_n_gpus(&c), want[i].count * gpn);
+    CHECK_EQ_INT(ep_cluster_node_of(&c, gpn - 1), 0);
+    CHECK_EQ_INT(ep_cluster_node_of(&c, gpn), 1);
+    CHECK_REL(c.nvlink_GBps, want[i].nvlink_GBps, 1e-12);
+    CHECK_REL(c.nic_GBps, 50.0, 1e-12);
+    CHECK_REL(c.nvlink_latency_us, 2.0, 1e-12);
+    CHECK_REL(c.nic_latency_us, 4.0, 1e-12);
+    CHECK_EQ_INT(c.fabric, EP_FABRIC_NONBLOCKING);
+    if (check_failures != failures)
+      fprintf(stderr, "  (checks above: preset %s)\n", want[i].name);
+  }
 
   /* The preset table: names in table order, each row with its count key. */
   int32_t n_rows = 0;
@@ -344,12 +341,19 @@ static void check_route(const ep_fabric *f, int32_t src, int32_t dst, ep_port_cl
 static const ep_link_dir up_down[] = {EP_LINK_UP, EP_LINK_DOWN};
 static const ep_link_dir up_up_down_down[] = {EP_LINK_UP, EP_LINK_UP, EP_LINK_DOWN, EP_LINK_DOWN};
 
+/* The fabric of the first n_gpus GPUs of preset with count nodes or racks. */
+static void preset_fabric(const char *preset, int32_t count, int32_t n_gpus, ep_cluster *c,
+                          ep_fabric *f)
+{
+  CHECK_EQ_INT(ep_cluster_preset(preset, count, c), EP_OK);
+  CHECK_EQ_INT(ep_fabric_init(f, c, n_gpus), EP_OK);
+}
+
 static void test_fabric_hgx(void)
 {
   ep_cluster c;
-  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 2, &c), EP_OK);
   ep_fabric f;
-  CHECK_EQ_INT(ep_fabric_init(&f, &c, 16), EP_OK);
+  preset_fabric("hgx-h100", 2, 16, &c, &f);
   CHECK_EQ_INT(f.n_gpus, 16);
   CHECK_EQ_INT(f.n_domains, 2);
   CHECK_EQ_INT(f.n_ports, 32);
@@ -463,8 +467,7 @@ static void test_fabric_hgx(void)
   ep_fabric_free(NULL);
 
   /* 5 GPUs of a 3-node cluster: one domain, no scale-out core, no uplinks. */
-  CHECK_EQ_INT(ep_cluster_preset("hgx-h100", 3, &c), EP_OK);
-  CHECK_EQ_INT(ep_fabric_init(&f, &c, 5), EP_OK);
+  preset_fabric("hgx-h100", 3, 5, &c, &f);
   CHECK_EQ_INT(f.n_domains, 1);
   CHECK_EQ_INT(f.n_links, 4 * 5);
   CHECK_EQ_INT(f.n_switches, 2);
@@ -522,9 +525,8 @@ static void test_fabric_hgx(void)
 static void test_fabric_nvl72(void)
 {
   ep_cluster c;
-  CHECK_EQ_INT(ep_cluster_preset("gb200-nvl72", 2, &c), EP_OK);
   ep_fabric f;
-  CHECK_EQ_INT(ep_fabric_init(&f, &c, 144), EP_OK);
+  preset_fabric("gb200-nvl72", 2, 144, &c, &f);
   CHECK_EQ_INT(f.n_domains, 2);
   CHECK_EQ_INT(f.domains[0].gpus.n, 72);
   CHECK_EQ_INT(f.gpus[71].domain, 0);
@@ -547,16 +549,6 @@ static void test_fabric_nvl72(void)
   for (int32_t d = 1; d < 72; d++)
     CHECK_EQ_INT(f.ports[ep_fabric_src_port(&f, 0, d)].port_class, EP_PORT_NVLINK);
   ep_fabric_free(&f);
-}
-
-static uint64_t fnv1a64(const char *s)
-{
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 0x100000001b3ull;
-  }
-  return h;
 }
 
 /* The XML from the fabric is byte for byte what the writer it replaced made
@@ -595,7 +587,7 @@ static void test_xml_unchanged(void)
     if (!xml)
       continue;
     CHECK_EQ_INT(strlen(xml), cases[i].bytes);
-    CHECK(fnv1a64(xml) == cases[i].fnv);
+    CHECK(ep_fnv1a64(EP_FNV1A64_INIT, xml, strlen(xml)) == cases[i].fnv);
     free(xml);
   }
 }

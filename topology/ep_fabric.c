@@ -8,19 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ep_alloc.h"
+
 #define EP_PAD_GBPS 1e6 /* 1 PB/s: latency-only link */
 
 const char *ep_port_class_name(ep_port_class c)
 {
-  switch (c) {
-  case EP_PORT_NVLINK:
-    return "NVLink";
-  case EP_PORT_NIC:
-    return "NIC";
-  case EP_PORT_CLASS_COUNT:
-    break;
-  }
-  return "?";
+  static const char *const names[EP_PORT_CLASS_COUNT] = {
+      [EP_PORT_NVLINK] = "NVLink", [EP_PORT_NIC] = "NIC"};
+  return (int)c >= 0 && c < EP_PORT_CLASS_COUNT ? names[c] : "?";
 }
 
 static int valid_positive(double x)
@@ -147,11 +143,7 @@ void ep_fabric_free(ep_fabric *f)
 {
   if (!f)
     return;
-  free(f->gpus);
-  free(f->ports);
-  free(f->links);
-  free(f->switches);
-  free(f->domains);
+  EP__FREE_ALL(f->gpus, f->ports, f->links, f->switches, f->domains);
   memset(f, 0, sizeof *f);
 }
 

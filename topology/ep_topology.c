@@ -33,14 +33,25 @@ static int name_equal_nocase(const char *a, const char *b)
   return *a == *b;
 }
 
+/* Index of the row called name (case-insensitive), or -1: rows is a table of
+ * n_rows rows of row_bytes each, every row starting with its const char *name. */
+static int32_t find_row(const void *rows, int32_t n_rows, size_t row_bytes, const char *name)
+{
+  for (int32_t i = 0; name && i < n_rows; i++) {
+    const char *const *row_name = (const void *)((const char *)rows + (size_t)i * row_bytes);
+    if (name_equal_nocase(*row_name, name))
+      return i;
+  }
+  return -1;
+}
+
+_Static_assert(offsetof(ep_gpu_spec, name) == 0, "find_row reads a row's name first");
+_Static_assert(offsetof(ep_cluster_preset_desc, name) == 0, "find_row reads a row's name first");
+
 const ep_gpu_spec *ep_gpu_catalog_find(const char *name)
 {
-  if (!name)
-    return NULL;
-  for (int32_t i = 0; i < N_CATALOG; i++)
-    if (name_equal_nocase(catalog[i].name, name))
-      return &catalog[i];
-  return NULL;
+  const int32_t i = find_row(catalog, N_CATALOG, sizeof catalog[0], name);
+  return i < 0 ? NULL : &catalog[i];
 }
 
 const ep_gpu_spec *ep_gpu_catalog(int32_t *n)
@@ -88,12 +99,8 @@ const ep_cluster_preset_desc *ep_cluster_presets(int32_t *n)
 
 const ep_cluster_preset_desc *ep_cluster_preset_find(const char *name)
 {
-  if (!name)
-    return NULL;
-  for (int32_t i = 0; i < N_PRESETS; i++)
-    if (name_equal_nocase(presets[i].name, name))
-      return &presets[i];
-  return NULL;
+  const int32_t i = find_row(presets, N_PRESETS, sizeof presets[0], name);
+  return i < 0 ? NULL : &presets[i];
 }
 
 ep_status ep_cluster_preset(const char *name, int32_t n_nodes, ep_cluster *out)
