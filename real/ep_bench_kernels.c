@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +40,32 @@ static const ep_bench_kernels_ops *const impls[] = {
 
 typedef struct bench_opts {
   const ep_bench_kernels_ops *ops; /* NULL: the default */
-  int32_t gpu;
+  int64_t gpu;
   int64_t min_tokens, max_tokens, factor; /* max_tokens 0: the implementation's default */
-  int32_t iters, warmup;                  /* -1: the implementation's default */
+  int64_t iters, warmup;                  /* -1: the implementation's default */
+  int64_t hidden, intermediate, n_experts, top_k;
   int64_t local_experts[EP__MAX_LIST];
   int32_t n_local;
-  int32_t hidden, intermediate, n_experts, top_k;
   const char *csv_path;
 } bench_opts;
+
+/* The integer flags: their range, and the field of bench_opts each sets. */
+static const struct int_flag {
+  int flag;
+  int64_t lo, hi;
+  size_t offset; /* of an int64_t */
+} int_flags[] = {
+    {'g', 0, 1023, offsetof(bench_opts, gpu)},
+    {'b', 1, 1 << 24, offsetof(bench_opts, min_tokens)},
+    {'e', 1, 1 << 24, offsetof(bench_opts, max_tokens)},
+    {'f', 2, 1 << 24, offsetof(bench_opts, factor)},
+    {'n', 1, 1000000, offsetof(bench_opts, iters)},
+    {'w', 0, 1000000, offsetof(bench_opts, warmup)},
+    {'H', 1, 1 << 20, offsetof(bench_opts, hidden)},
+    {'I', 1, 1 << 20, offsetof(bench_opts, intermediate)},
+    {'E', 1, EP_MOE_MAX_EXPERTS, offsetof(bench_opts, n_experts)},
+    {'k', 1, EP_MOE_MAX_TOP_K, offsetof(bench_opts, top_k)},
+};
 
 static void usage(FILE *f)
 {
@@ -56,20 +75,20 @@ static void usage(FILE *f)
         "local experts x tokens per expert, each checked against the C reference first; prints\n"
         "one row per (kernel, shape) and writes the same rows as CSV (real/ep_bench_kernels.h).\n"
         "\n"
-        "  -d, --impl cpu|cuda       the kernels: C references on one thread, or the CUDA\n"
-        "                            launchers (default cuda where built and a GPU is visible)\n"
-        "  -g, --gpu N               CUDA device (default 0)\n"
-        "  -b, --min-tokens M        smallest tokens per expert (default 8)\n"
-        "  -e, --max-tokens M        largest (default 2048 on cuda, 64 on cpu)\n"
-        "  -f, --step-factor F       grid b, b*F, b*F^2, ... <= e (default 2)\n"
-        "  -l, --local-experts LIST  local-expert counts, comma-separated (default 8,32)\n"
-        "  -n, --iters N             timed launches per row (default 20 on cuda, 3 on cpu)\n"
-        "  -w, --warmup-iters N      untimed launches first (default 3 on cuda, 1 on cpu)\n"
-        "  -H, --hidden N            hidden size (default 7168, DeepSeek-V3)\n"
-        "  -I, --intermediate N      expert intermediate size (default 2048)\n"
-        "  -E, --experts N           router experts (default 256)\n"
-        "  -k, --top-k N             experts per token (default 8)\n"
-        "  -o, --output FILE         write the CSV there (with '#' provenance lines)\n"
+        "  -d cpu|cuda   the kernels: C references on one thread, or the CUDA launchers\n"
+        "                (default cuda where built and a GPU is visible)\n"
+        "  -g N          CUDA device (default 0)\n"
+        "  -b M          smallest tokens per expert (default 8)\n"
+        "  -e M          largest (default 2048 on cuda, 64 on cpu)\n"
+        "  -f F          grid b, b*F, b*F^2, ... <= e (default 2)\n"
+        "  -l LIST       local-expert counts, comma-separated (default 8,32)\n"
+        "  -n N          timed launches per row (default 20 on cuda, 3 on cpu)\n"
+        "  -w N          untimed launches first (default 3 on cuda, 1 on cpu)\n"
+        "  -H N          hidden size (default 7168, DeepSeek-V3)\n"
+        "  -I N          expert intermediate size (default 2048)\n"
+        "  -E N          router experts (default 256)\n"
+        "  -k N          experts per token (default 8)\n"
+        "  -o FILE       write the CSV there (with '#' provenance lines)\n"
         "  -h, --help\n"
         "\n"
         "Exit: 0 ok, 1 bad input, 2 a kernel failed or disagreed with the C reference.\n",
@@ -115,26 +134,20 @@ static int parse_list(const char *flag, const char *v, int64_t hi, int64_t *valu
 /* Fills *o from argv; -1 bad usage (printed), 1 --help (printed), 0 run. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-  static const struct option longs[] = {{"impl", required_argument, NULL, 'd'},
-                                        {"gpu", required_argument, NULL, 'g'},
-                                        {"min-tokens", required_argument, NULL, 'b'},
-                                        {"max-tokens", required_argument, NULL, 'e'},
-                                        {"step-factor", required_argument, NULL, 'f'},
-                                        {"local-experts", required_argument, NULL, 'l'},
-                                        {"iters", required_argument, NULL, 'n'},
-                                        {"warmup-iters", required_argument, NULL, 'w'},
-                                        {"hidden", required_argument, NULL, 'H'},
-                                        {"intermediate", required_argument, NULL, 'I'},
-                                        {"experts", required_argument, NULL, 'E'},
-                                        {"top-k", required_argument, NULL, 'k'},
-                                        {"output", required_argument, NULL, 'o'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {NULL, 0, NULL, 0}};
+  static const struct option longs[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   int opt;
-  int64_t v = 0;
   opterr = 1;
   while ((opt = getopt_long(argc, argv, "d:g:b:e:f:l:n:w:H:I:E:k:o:h", longs, NULL)) != -1) {
-    int bad = 0;
+    const char flag[3] = {'-', (char)opt, '\0'};
+    const struct int_flag *f = NULL;
+    for (size_t i = 0; i < sizeof int_flags / sizeof int_flags[0]; i++)
+      if (int_flags[i].flag == opt)
+        f = &int_flags[i];
+    if (f) {
+      if (parse_int(flag, optarg, f->lo, f->hi, (int64_t *)(void *)((char *)o + f->offset)) != 0)
+        return -1;
+      continue;
+    }
     switch (opt) {
     case 'd':
       o->ops = NULL;
@@ -148,45 +161,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         return -1;
       }
       break;
-    case 'g':
-      bad = parse_int("-g", optarg, 0, 1023, &v);
-      o->gpu = (int32_t)v;
-      break;
-    case 'b':
-      bad = parse_int("-b", optarg, 1, 1 << 24, &o->min_tokens);
-      break;
-    case 'e':
-      bad = parse_int("-e", optarg, 1, 1 << 24, &o->max_tokens);
-      break;
-    case 'f':
-      bad = parse_int("-f", optarg, 2, 1 << 24, &o->factor);
-      break;
     case 'l':
-      bad = parse_list("-l", optarg, EP_MOE_MAX_EXPERTS, o->local_experts, &o->n_local);
-      break;
-    case 'n':
-      bad = parse_int("-n", optarg, 1, 1000000, &v);
-      o->iters = (int32_t)v;
-      break;
-    case 'w':
-      bad = parse_int("-w", optarg, 0, 1000000, &v);
-      o->warmup = (int32_t)v;
-      break;
-    case 'H':
-      bad = parse_int("-H", optarg, 1, 1 << 20, &v);
-      o->hidden = (int32_t)v;
-      break;
-    case 'I':
-      bad = parse_int("-I", optarg, 1, 1 << 20, &v);
-      o->intermediate = (int32_t)v;
-      break;
-    case 'E':
-      bad = parse_int("-E", optarg, 1, EP_MOE_MAX_EXPERTS, &v);
-      o->n_experts = (int32_t)v;
-      break;
-    case 'k':
-      bad = parse_int("-k", optarg, 1, EP_MOE_MAX_TOP_K, &v);
-      o->top_k = (int32_t)v;
+      if (parse_list(flag, optarg, EP_MOE_MAX_EXPERTS, o->local_experts, &o->n_local) != 0)
+        return -1;
       break;
     case 'o':
       o->csv_path = optarg;
@@ -198,8 +175,6 @@ static int parse_args(int argc, char **argv, bench_opts *o)
       fputs("bench_kernels: see --help\n", stderr);
       return -1;
     }
-    if (bad)
-      return -1;
   }
   if (optind < argc) {
     fprintf(stderr, "bench_kernels: unexpected argument '%s' (see --help)\n", argv[optind]);
@@ -385,15 +360,14 @@ static ep_status run_grid(const run_info *r, void *ctx, double *times, FILE *csv
     max_l = o->local_experts[i] > max_l ? o->local_experts[i] : max_l;
   const int64_t max_rows = max_l * r->tokens_per_expert[r->n_tokens_per_expert - 1];
   const size_t max_copies = (size_t)((max_rows + o->top_k - 1) / o->top_k * o->top_k);
-  int32_t *counts = malloc(sizeof(int32_t) * (size_t)max_l);
-  int32_t *offsets = malloc(sizeof(int32_t) * (size_t)(max_l + 1));
-  int32_t *experts = malloc(sizeof(int32_t) * max_copies);
-  int32_t *slot = malloc(sizeof(int32_t) * max_copies);
-  ep_status st = EP_OK;
-  if (!counts || !offsets || !experts || !slot) {
+  /* The host layout of a point: counts, offsets, each copy's expert and slot. */
+  int32_t *counts = malloc(sizeof(int32_t) * (size_t)(2 * max_l + 1 + 2 * (int64_t)max_copies));
+  if (!counts) {
     ep_log_error("bench_kernels: out of host memory for the layout of %" PRId64 " rows", max_rows);
-    st = EP_ERR_NOMEM;
+    return EP_ERR_NOMEM;
   }
+  int32_t *offsets = counts + max_l, *experts = offsets + max_l + 1, *slot = experts + max_copies;
+  ep_status st = EP_OK;
   printf("#%-20s %5s %7s %9s %9s %11s %11s %11s %8s %8s %11s %8s\n", "kernel", "L", "M", "rows",
          "tokens", "median_us", "min_us", "max_us", "TFLOPs", "GBps", "floor_us", "ratio");
   /* From the first kernel after copy, which ran once before the grid. */
@@ -410,10 +384,10 @@ static ep_status run_grid(const run_info *r, void *ctx, double *times, FILE *csv
       for (int32_t j = 0; j < r->n_tokens_per_expert && st == EP_OK; j++) {
         ep_bench_point pt = {.kernel = kernel,
                              .name = kernel_names[kernel],
-                             .hidden = o->hidden,
-                             .intermediate = o->intermediate,
-                             .n_experts = o->n_experts,
-                             .top_k = o->top_k,
+                             .hidden = (int32_t)o->hidden,
+                             .intermediate = (int32_t)o->intermediate,
+                             .n_experts = (int32_t)o->n_experts,
+                             .top_k = (int32_t)o->top_k,
                              .local_experts = (int32_t)o->local_experts[i],
                              .tokens_per_expert = r->tokens_per_expert[j],
                              .counts = counts,
@@ -440,7 +414,7 @@ static ep_status run_grid(const run_info *r, void *ctx, double *times, FILE *csv
           break;
         if (kernel == EP_BENCH_GROUPED_GEMM_ZIPF)
           zipf_counts(pt.local_experts, pt.tokens_per_expert, counts);
-        st = measure(ops, ctx, &pt, o->warmup, o->iters, times);
+        st = measure(ops, ctx, &pt, (int32_t)o->warmup, (int32_t)o->iters, times);
         if (st == EP_ERR_UNSUPPORTED) {
           printf("# %s L=%d M=%" PRId64 ": skipped (not supported here)\n", pt.name,
                  (int)pt.local_experts, pt.tokens_per_expert);
@@ -454,7 +428,7 @@ static ep_status run_grid(const run_info *r, void *ctx, double *times, FILE *csv
         }
         double flop, bytes;
         point_work(&pt, &flop, &bytes);
-        const double med = median_of_sorted(times, o->iters);
+        const double med = median_of_sorted(times, (int32_t)o->iters);
         const double floor_us = r->copy_GBps > 0 ? bytes / (r->copy_GBps * 1e3) : 0.0;
         const double tflops = med > 0 ? flop / (med * 1e6) : 0.0;
         const double gbps = med > 0 ? bytes / (med * 1e3) : 0.0;
@@ -476,9 +450,6 @@ static ep_status run_grid(const run_info *r, void *ctx, double *times, FILE *csv
     }
   }
   free(counts);
-  free(offsets);
-  free(experts);
-  free(slot);
   return st;
 }
 
@@ -501,11 +472,11 @@ static int run(bench_opts *o, const int64_t *tokens_per_expert, int32_t n_tokens
     ep_log_error("bench_kernels: out of memory");
     return EXIT_INTERNAL;
   }
-  if (o->ops->init(&ctx, o->gpu, provenance, sizeof provenance) != EP_OK)
+  if (o->ops->init(&ctx, (int32_t)o->gpu, provenance, sizeof provenance) != EP_OK)
     goto done;
-  if (measure(o->ops, ctx, &copy, o->warmup, o->iters, times) != EP_OK)
+  if (measure(o->ops, ctx, &copy, (int32_t)o->warmup, (int32_t)o->iters, times) != EP_OK)
     goto done;
-  const double copy_us = median_of_sorted(times, o->iters);
+  const double copy_us = median_of_sorted(times, (int32_t)o->iters);
   r.copy_GBps = copy_us > 0 ? 2.0 * (double)copy.copy_bytes / (copy_us * 1e3) : 0.0;
   if (o->csv_path) {
     const int n = snprintf(tmp, sizeof tmp, "%s.tmp", o->csv_path);

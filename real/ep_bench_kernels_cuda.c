@@ -37,6 +37,8 @@ typedef struct cuda_bench {
   /* Host weights of two experts for the GEMM check, kept across points. */
   ep_bf16 *h_w13[2], *h_w2[2];
   int32_t h_expert[2]; /* which expert each holds, -1 none */
+  void *scratch;       /* host buffers of the checks */
+  size_t scratch_bytes;
 } cuda_bench;
 
 static int32_t cuda_device_count(void)
@@ -77,6 +79,7 @@ static void cuda_free(void *ctx)
     free(c->h_w13[i]);
     free(c->h_w2[i]);
   }
+  free(c->scratch);
   free(c);
 }
 
@@ -183,24 +186,39 @@ fail:
   return st;
 }
 
+/* Host scratch of at least bytes for the checks, kept across points; NULL
+ * (logged) when out of memory. */
+static void *scratch(cuda_bench *c, size_t bytes)
+{
+  if (bytes > c->scratch_bytes) {
+    void *p = realloc(c->scratch, bytes);
+    if (!p) {
+      ep_log_error("bench_kernels: out of host memory checking %s", c->pt->name);
+      return NULL;
+    }
+    c->scratch = p;
+    c->scratch_bytes = bytes;
+  }
+  return c->scratch;
+}
+
 /* permute, permute_fp8, combine: the rows of sampled tokens against the
  * reference on those tokens alone (bit for bit, see ep_moe_cuda.h). */
-static ep_status check_moves(const cuda_bench *c)
+static ep_status check_moves(cuda_bench *c)
 {
   ep_status st = EP_OK;
   const ep_bench_point *pt = c->pt;
   const int32_t h = pt->hidden, k = pt->top_k, nsb = h / EP_FP8_BLOCK;
-  ep_bf16 *xr = malloc(sizeof(ep_bf16) * (size_t)h), *row = malloc(sizeof(ep_bf16) * (size_t)h);
-  ep_bf16 *yk = malloc(sizeof(ep_bf16) * (size_t)k * h), *ref = malloc(sizeof(ep_bf16) * (size_t)h);
-  ep_fp8 *qr = malloc((size_t)h), *qg = malloc((size_t)h);
-  float *sr = malloc(sizeof(float) * (size_t)(nsb + 1)),
-        *sg = malloc(sizeof(float) * (size_t)(nsb + 1));
+  /* Floats first, then bf16 rows, then fp8 rows: each part stays aligned. */
+  float *sr = scratch(c, sizeof(float) * 2 * (size_t)nsb + sizeof(ep_bf16) * (size_t)(3 + k) * h +
+                             2 * (size_t)h);
+  if (!sr)
+    return EP_ERR_NOMEM;
+  float *sg = sr + nsb;
+  ep_bf16 *xr = (ep_bf16 *)(sg + nsb), *row = xr + h, *ref = row + h, *yk = ref + h;
+  ep_fp8 *qr = (ep_fp8 *)(yk + (size_t)k * h), *qg = qr + h;
   float w[EP_MOE_MAX_TOP_K];
   int32_t local_slot[EP_MOE_MAX_TOP_K], zero = 0;
-  if (!xr || !row || !yk || !ref || !qr || !qg || !sr || !sg) {
-    st = EP_ERR_NOMEM;
-    goto fail;
-  }
   for (int64_t t = 0; t < pt->tokens; t += 1 + pt->tokens / EP__CHECK_TOKENS) {
     regen_row(xr, pt->seed + EP_BENCH_SEED_X, t, h, -1.0f, 1.0f);
     if (pt->kernel == EP_BENCH_PERMUTE_FP8)
@@ -231,77 +249,61 @@ static ep_status check_moves(const cuda_bench *c)
     if (differ) {
       ep_log_error("bench_kernels: %s: token %lld differs from the C reference", pt->name,
                    (long long)t);
-      st = EP_ERR_BACKEND;
-      goto fail;
+      return EP_ERR_BACKEND;
     }
   }
 fail:
-  free(xr);
-  free(row);
-  free(yk);
-  free(ref);
-  free(qr);
-  free(qg);
-  free(sr);
-  free(sg);
   return st;
 }
 
 /* layout: counts, offsets and every slot exactly. */
-static ep_status check_layout(const cuda_bench *c)
+static ep_status check_layout(cuda_bench *c)
 {
   ep_status st = EP_OK;
   const ep_bench_point *pt = c->pt;
   const size_t le = (size_t)pt->local_experts, copies = (size_t)(pt->tokens * pt->top_k);
   const size_t half = 2 * le + 1 + copies; /* counts, offsets, slots */
-  int32_t *h = malloc(sizeof(int32_t) * 2 * half);
-  if (!h)
+  int32_t *got = scratch(c, sizeof(int32_t) * 2 * half);
+  if (!got)
     return EP_ERR_NOMEM;
-  int32_t *counts = h, *offsets = h + le, *slot = offsets + le + 1;
-  int32_t *r_counts = slot + copies, *r_offsets = r_counts + le, *r_slot = r_offsets + le + 1;
-  EP_TRY(ep_moe_layout_ref((int64_t)copies, pt->local_experts, pt->experts, r_counts, r_offsets,
-                           r_slot, NULL));
-  EP_TRY(fetch(counts, c->counts, sizeof(int32_t) * le));
-  EP_TRY(fetch(offsets, c->offsets, sizeof(int32_t) * (le + 1)));
-  EP_TRY(fetch(slot, c->slot, sizeof(int32_t) * copies));
-  if (memcmp(h, r_counts, sizeof(int32_t) * half) != 0) {
+  int32_t *want = got + half;
+  EP_TRY(ep_moe_layout_ref((int64_t)copies, pt->local_experts, pt->experts, want, want + le,
+                           want + 2 * le + 1, NULL));
+  EP_TRY(fetch(got, c->counts, sizeof(int32_t) * le));
+  EP_TRY(fetch(got + le, c->offsets, sizeof(int32_t) * (le + 1)));
+  EP_TRY(fetch(got + 2 * le + 1, c->slot, sizeof(int32_t) * copies));
+  if (memcmp(got, want, sizeof(int32_t) * half) != 0) {
     ep_log_error("bench_kernels: layout: counts, offsets or slots differ from the C reference");
     st = EP_ERR_BACKEND;
   }
 fail:
-  free(h);
   return st;
 }
 
 /* router*: the selection from the device's own scores equals the reference's. */
-static ep_status check_router(const cuda_bench *c)
+static ep_status check_router(cuda_bench *c)
 {
   ep_status st = EP_OK;
   const ep_bench_point *pt = c->pt;
-  const size_t copies = (size_t)(pt->tokens * pt->top_k);
-  const size_t n_scores = (size_t)pt->tokens * (size_t)pt->n_experts;
-  float *scores = malloc(sizeof(float) * n_scores);
-  float *bias = pt->router_bias ? malloc(sizeof(float) * (size_t)pt->n_experts) : NULL;
-  int32_t *got = malloc(sizeof(int32_t) * copies), *want = malloc(sizeof(int32_t) * copies);
-  if (!scores || !got || !want || (pt->router_bias && !bias)) {
-    st = EP_ERR_NOMEM;
-    goto fail;
-  }
-  if (bias)
+  const size_t copies = (size_t)(pt->tokens * pt->top_k), e = (size_t)pt->n_experts;
+  const size_t n_scores = (size_t)pt->tokens * e;
+  float *scores = scratch(c, sizeof(float) * (n_scores + e) + sizeof(int32_t) * 2 * copies);
+  if (!scores)
+    return EP_ERR_NOMEM;
+  float *bias = scores + n_scores;
+  int32_t *got = (int32_t *)(bias + e), *want = got + copies;
+  if (pt->router_bias)
     ep_moe_fill_uniform_f32(bias, pt->n_experts, pt->seed + EP_BENCH_SEED_BIAS,
                             -EP_BENCH_BIAS_RANGE, EP_BENCH_BIAS_RANGE);
   EP_TRY(fetch(scores, c->scores, sizeof(float) * n_scores));
   EP_TRY(fetch(got, c->routed, sizeof(int32_t) * copies));
-  EP_TRY(ep_moe_router_topk_ref(&pt->router, pt->tokens, scores, bias, want, NULL));
+  EP_TRY(ep_moe_router_topk_ref(&pt->router, pt->tokens, scores, pt->router_bias ? bias : NULL,
+                                want, NULL));
   if (memcmp(got, want, sizeof(int32_t) * copies) != 0) {
     ep_log_error("bench_kernels: %s: selected experts differ from the C reference", pt->name);
     st = EP_ERR_BACKEND;
   }
 fail:
-  free(scores);
-  free(bias);
-  free(got);
-  free(want);
   return st;
 }
 
@@ -333,12 +335,10 @@ static ep_status check_gemm(cuda_bench *c)
   ep_status st = EP_OK;
   const ep_bench_point *pt = c->pt;
   const int32_t h = pt->hidden;
-  ep_bf16 *xr = malloc(sizeof(ep_bf16) * (size_t)h), *ref = malloc(sizeof(ep_bf16) * (size_t)h);
-  ep_bf16 *got = malloc(sizeof(ep_bf16) * (size_t)h);
-  if (!xr || !ref || !got) {
-    st = EP_ERR_NOMEM;
-    goto fail;
-  }
+  ep_bf16 *xr = scratch(c, sizeof(ep_bf16) * 3 * (size_t)h);
+  if (!xr)
+    return EP_ERR_NOMEM;
+  ep_bf16 *ref = xr + h, *got = ref + h;
   int32_t first = -1, last = -1;
   for (int32_t e = 0; e < pt->local_experts; e++) {
     if (pt->counts[e] > 0) {
@@ -350,7 +350,10 @@ static ep_status check_gemm(cuda_bench *c)
   for (int i = 0; i < 2 && first >= 0; i++) {
     const int32_t e = i == 0 ? first : last;
     const int64_t r = i == 0 ? 0 : pt->rows - 1;
-    EP_TRY(host_weights(c, i, e));
+    if (host_weights(c, i, e) != EP_OK) {
+      ep_log_error("bench_kernels: out of host memory for expert %d's weights", (int)e);
+      return EP_ERR_NOMEM;
+    }
     regen_row(xr, pt->seed + EP_BENCH_SEED_X, r, h, -1.0f, 1.0f);
     EP_TRY(ep_moe_expert_ffn_row_ref(h, pt->intermediate, xr, c->h_w13[i], c->h_w2[i], ref));
     EP_TRY(fetch(got, c->y + r * h, sizeof(ep_bf16) * (size_t)h));
@@ -366,14 +369,10 @@ static ep_status check_gemm(cuda_bench *c)
                    "error %.3e against the C reference (bound %.0e)",
                    pt->name, ep_moe_gemm_impl_name(c->gemm), (int)pt->local_experts,
                    (long long)pt->tokens_per_expert, (long long)r, err, EP__GEMM_ROW_TOL);
-      st = EP_ERR_BACKEND;
-      goto fail;
+      return EP_ERR_BACKEND;
     }
   }
 fail:
-  free(xr);
-  free(ref);
-  free(got);
   return st;
 }
 
@@ -491,8 +490,6 @@ static ep_status cuda_setup(void *ctx, const ep_bench_point *pt)
     EP_TRY(check_moves(c));
   return EP_OK;
 fail:
-  if (st == EP_ERR_NOMEM)
-    ep_log_error("bench_kernels: out of host memory checking %s", pt->name);
   return st;
 }
 
@@ -520,20 +517,20 @@ fail:
   return st;
 }
 
-const ep_bench_kernels_ops ep_bench_kernels_cuda = {
-    .name = "cuda",
-    .kernels = ((1u << EP_BENCH_KERNEL_COUNT) - 1),
-    .copy_what = "cudaMemcpyAsync device to device",
-    .copy_bytes = (int64_t)1 << 30, /* far beyond the L2 */
-    .warmup = 3,
-    .iters = 20,
-    .max_tokens = 2048,
-    .device_count = cuda_device_count,
-    .init = cuda_init,
-    .free = cuda_free,
-    .setup = cuda_setup,
-    .launch = cuda_launch,
-    .mark = cuda_mark,
-    .elapsed = cuda_elapsed,
-    .teardown = cuda_teardown,
-};
+/* In ep_bench_kernels_ops order: name, kernels (all), the copy (1 GiB: far
+ * beyond the L2), default -w -n -e, then the ops. */
+const ep_bench_kernels_ops ep_bench_kernels_cuda = {"cuda",
+                                                    ((1u << EP_BENCH_KERNEL_COUNT) - 1),
+                                                    "cudaMemcpyAsync device to device",
+                                                    (int64_t)1 << 30,
+                                                    3,
+                                                    20,
+                                                    2048,
+                                                    cuda_device_count,
+                                                    cuda_init,
+                                                    cuda_free,
+                                                    cuda_setup,
+                                                    cuda_launch,
+                                                    cuda_mark,
+                                                    cuda_elapsed,
+                                                    cuda_teardown};

@@ -245,22 +245,23 @@ static ep_status ref_elapsed(void *ctx, int32_t n, double *times_us)
   return EP_OK;
 }
 
+/* In ep_bench_kernels_ops order: name, kernels (all but the forced cuBLAS
+ * strategies), the copy, default -w -n -e, then the ops. */
 const ep_bench_kernels_ops ep_bench_kernels_ref = {
-    .name = "cpu",
-    .kernels = ((1u << EP_BENCH_KERNEL_COUNT) - 1) & ~(EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_BATCHED) |
-                                                       EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_GROUPED) |
-                                                       EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_LOOP)),
-    .copy_what = "memcpy on one thread",
-    .copy_bytes = (int64_t)64 << 20,
-    .warmup = 1,
-    .iters = 3,
-    .max_tokens = 64,
-    .device_count = ref_device_count,
-    .init = ref_init,
-    .free = ref_free,
-    .setup = ref_setup,
-    .launch = ref_launch,
-    .mark = ref_mark,
-    .elapsed = ref_elapsed,
-    .teardown = ref_teardown,
-};
+    "cpu",
+    ((1u << EP_BENCH_KERNEL_COUNT) - 1) &
+        ~(EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_BATCHED) |
+          EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_GROUPED) | EP_BENCH_BIT(EP_BENCH_GROUPED_GEMM_LOOP)),
+    "memcpy on one thread",
+    (int64_t)64 << 20,
+    1,
+    3,
+    64,
+    ref_device_count,
+    ref_init,
+    ref_free,
+    ref_setup,
+    ref_launch,
+    ref_mark,
+    ref_elapsed,
+    ref_teardown};

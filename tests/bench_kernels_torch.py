@@ -33,6 +33,10 @@ COLUMNS = ["kernel", "impl", "hidden", "intermediate", "n_experts", "top_k", "lo
            "flop", "bytes", "TFLOPs", "GBps", "floor_us", "ratio_floor"]
 FLOATS = ["median_us", "min_us", "max_us", "flop", "bytes", "TFLOPs", "GBps", "floor_us",
           "ratio_floor"]
+# bench_kernels' number formats (ep_bench_kernels.c).
+FORMATS = {"median_us": "%.3f", "min_us": "%.3f", "max_us": "%.3f", "flop": "%.0f",
+           "bytes": "%.0f", "TFLOPs": "%.4f", "GBps": "%.3f", "floor_us": "%.3f",
+           "ratio_floor": "%.4f"}
 # One grid point of one kernel: the rows of ours and of torch's that are compared.
 KEY = ["kernel", "hidden", "intermediate", "n_experts", "top_k", "local_experts",
        "tokens_per_expert"]
@@ -124,10 +128,10 @@ class Table:
         with open(path, "w", newline="") as f:
             for line in header_lines:
                 f.write(f"# {line}\n")
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
             w.writeheader()
             for r in self.rows:
-                w.writerow(r)
+                w.writerow({k: FORMATS[k] % v if k in FORMATS else v for k, v in r.items()})
 
 
 def read_table(path):

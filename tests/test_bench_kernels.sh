@@ -17,25 +17,8 @@ src=$(abs "$3")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect_rc() { # expected_rc description command...
-  local want=$1 what=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else
-    bad "$what: exit $rc, wanted $want"
-    tail -n 20 "$work/out" "$work/err" >&2
-  fi
-}
-finish() {
-  echo "test_bench_kernels.sh $mode: $pass passed, $fail failed"
-  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
-  exit $?
-}
+# shellcheck source=tests/check.sh
+. "$src/tests/check.sh"
 header="kernel,impl,hidden,intermediate,n_experts,top_k,local_experts,tokens_per_expert,rows,tokens,repeats,median_us,min_us,max_us,flop,bytes,TFLOPs,GBps,floor_us,ratio_floor"
 # Rows of impl $2 in CSV $1.
 rows_of() { grep -c "^[a-z_0-9]*,$2," "$1"; }
@@ -77,7 +60,7 @@ if [ "$mode" = cuda ]; then
   # DeepSeek-V3 shapes, one small grid point per kernel.
   expect_rc 0 "cuda dsv3" "$bench" -d cuda -l 8 -b 64 -e 64 -n 3 -w 1 -o dsv3.csv
   [ "$(rows_of dsv3.csv cuda)" -ge 12 ] && ok || bad "cuda dsv3 rows"
-  finish
+  finish "test_bench_kernels.sh $mode"
 fi
 
 [ "$mode" = cpu ] || { echo "usage: $0 cpu|cuda BENCH_KERNELS SOURCE_DIR" >&2; exit 2; }
@@ -86,7 +69,7 @@ fi
 expect_rc 0 "--help" "$bench" --help
 grep -q '^usage: bench_kernels' "$work/out" && ok || bad "--help prints usage"
 for flag in -b -e -f -n -w -d -l -H -I -E -k -o -g; do
-  grep -q -- "  $flag, --" "$work/out" && ok || bad "--help documents $flag"
+  grep -q -- "^  $flag " "$work/out" && ok || bad "--help documents $flag"
 done
 expect_rc 1 "bad list" "$bench" -d cpu "${small[@]}" -l 8,x -o never.csv
 expect_rc 1 "empty list item" "$bench" -d cpu "${small[@]}" -l 1,,2 -o never.csv
@@ -158,4 +141,4 @@ if command -v python3 >/dev/null 2>&1; then
     echo "test_bench_kernels.sh: no torch, its measuring mode not run"
   fi
 fi
-finish
+finish "test_bench_kernels.sh $mode"

@@ -38,25 +38,8 @@ mpi=("$mpirun" --oversubscribe)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 small=$src/tests/scenarios/real-small.yaml
 cap=$src/tests/scenarios/real-small-cap.yaml
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect_rc() { # expected_rc description command...
-  local want=$1 what=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else
-    bad "$what: exit $rc, wanted $want"
-    tail -n 20 "$work/out" "$work/err" >&2
-  fi
-}
-finish() {
-  echo "test_real.sh $mode: $pass passed, $fail failed"
-  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
-  exit $?
-}
+# shellcheck source=tests/check.sh
+. "$src/tests/check.sh"
 
 # Per-token relative L2 difference of two float32 dumps; prints the worst.
 max_rel_diff() { # file_a file_b hidden
@@ -110,7 +93,7 @@ if [ "$mode" = nccl ]; then
     awk -v d="$d" 'BEGIN { exit !(d <= 4e-2) }' && ok || bad "cuda-ipc vs cpu output of $name: $d > 4e-2"
     echo "cuda-ipc vs cpu, $name on 4 ranks: worst per-token relative L2 difference $d"
   done
-  finish
+  finish "test_real.sh $mode"
 fi
 
 [ "$mode" = cpu ] || { echo "usage: $0 cpu|nccl EPSIM_REAL SOURCE_DIR MPIRUN [EPSIM]" >&2; exit 2; }
@@ -212,4 +195,4 @@ EPSIM_REAL_TEST_CORRUPT=1 expect_rc 2 "corrupted output" "${mpi[@]}" -np 4 "$rea
 grep -q 'output check FAILED' "$work/err" && ok || bad "corruption reported"
 [ ! -e outbad/results.csv ] && ok || bad "a failed check wrote results.csv"
 
-finish
+finish "test_real.sh $mode"
