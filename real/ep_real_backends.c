@@ -9,7 +9,6 @@
 
 #include "ep_config.h"
 #include "ep_real.h"
-#include "ep_real_sweep.h"
 
 /* GPU(x) is x where the CUDA + NCCL sources are built, else NULL. */
 #if EP_HAVE_CUDA && EP_HAVE_NCCL
@@ -18,20 +17,14 @@
 #define GPU(x) NULL
 #endif
 
-static ep_status cpu_sweep_init(struct ep_sweep_impl *out, int32_t local_rank)
-{
-  (void)local_rank;
-  return ep_sweep_cpu_impl(out);
-}
-
-/* Name, description, transport, compute, sweep kernels, one GPU per rank, one node. */
+/* Name, description, transport, compute, one GPU per rank, one node. */
 static const ep_real_backend backends[] = {
     {"cpu", "MPI_Alltoallv, C reference kernels, host memory", &ep_transport_mpi, &ep_compute_ref,
-     cpu_sweep_init, 0, 0},
+     0, 0},
     {"nccl", "grouped ncclSend/ncclRecv, CUDA kernels, one GPU per rank", GPU(&ep_transport_nccl),
-     GPU(&ep_compute_cuda), GPU(ep_sweep_cuda_impl), 1, 0},
+     GPU(&ep_compute_cuda), 1, 0},
     {"cuda-ipc", "CUDA IPC copies, CUDA kernels, one node, shared GPUs: for tests",
-     GPU(&ep_transport_ipc), GPU(&ep_compute_cuda), GPU(ep_sweep_cuda_impl), 0, 1},
+     GPU(&ep_transport_ipc), GPU(&ep_compute_cuda), 0, 1},
 };
 
 const ep_real_backend *ep_real_backend_at(int32_t i)
@@ -50,7 +43,7 @@ const ep_real_backend *ep_real_backend_find(const char *name)
 
 int ep_real_backend_built(const ep_real_backend *be)
 {
-  return be && be->transport && be->compute && be->sweep_init;
+  return be && be->transport && be->compute;
 }
 
 ep_status ep_real_backend_pick(const char *name, int loud, const ep_real_backend **out)

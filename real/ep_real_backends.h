@@ -1,7 +1,7 @@
 /* The backends of epsim-real by --backend name: each is a (transport, compute)
- * pair for the layer program (ep_layer.h) and the kernels of --sweep, with the
- * checks of where it may run. This registry is the one place that knows which
- * backends this build has (ep_config.h's EP_HAVE_CUDA and EP_HAVE_NCCL). */
+ * pair for the layer program (ep_layer.h), with the checks of where it may run.
+ * This registry is the one place that knows which backends this build has
+ * (ep_config.h's EP_HAVE_CUDA and EP_HAVE_NCCL). */
 #ifndef EP_REAL_BACKENDS_H
 #define EP_REAL_BACKENDS_H
 
@@ -11,17 +11,13 @@
 #include "ep_status.h"
 #include "ep_transport.h"
 
-struct ep_sweep_impl; /* ep_real_sweep.h */
-
 typedef struct ep_real_backend {
   const char *name;                  /* --backend value */
   const char *description;           /* one line for --help */
   const ep_transport_ops *transport; /* NULL: not built into this epsim-real */
   const ep_compute_ops *compute;     /* NULL: not built */
-  /* --sweep's kernels (ep_sweep_cpu_impl or ep_sweep_cuda_impl); NULL: not built. */
-  ep_status (*sweep_init)(struct ep_sweep_impl *out, int32_t local_rank);
-  int one_gpu_per_rank; /* NCCL refuses two ranks of one communicator on one GPU */
-  int one_node;         /* CUDA IPC maps memory of processes on the same machine only */
+  int one_gpu_per_rank;              /* NCCL refuses two ranks of one communicator on one GPU */
+  int one_node;                      /* CUDA IPC maps memory of processes on one machine only */
 } ep_real_backend;
 
 /* Every backend name this program knows, built or not, in --help order;

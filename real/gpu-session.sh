@@ -2,15 +2,16 @@
 # Everything issue 3 needs from a GPU machine, in one command (device time is scarce):
 #   bash real/gpu-session.sh OUTDIR [STEP...]
 # from the repository root of a copy of the working tree on the GPU machine (carry
-# .debs/ where the machine has no libyaml). STEPs (names below, e.g. sweep
+# .debs/ where the machine has no libyaml). STEPs (names below, e.g. bench_kernels
 # dsv3_ipc_ep4) run only those, after configure and build (incremental). It
 #  1. probes the machine (GPU, driver, nvcc, NCCL, MPI, libyaml, PyTorch),
 #  2. unpacks libyaml from .debs/ when the machine has none (see real/README.md),
 #  3. builds in build-gpu/ (Release, sm_90; no -Werror: another distribution's compiler),
-#  4. runs the test suite (the GPU tests moe_cuda, real_nccl included),
-#  5. runs the kernel benchmark and its PyTorch twin, and joins them against the targets,
-#  6. runs the calibration sweep (real/measurements/<gpu>/sweep.csv is this file),
-#  7. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1,
+#  4. runs the test suite (the GPU tests moe_cuda, bench_kernels_cuda, real_nccl included),
+#  5. runs the kernel benchmark on the calibration grid (kernels.csv: commit it as
+#     real/measurements/<gpu>/kernels.csv), then its PyTorch twin on the same grid,
+#     joined against the targets,
+#  6. runs one MoE layer for real with the NCCL backend (Mixtral, DeepSeek-V3) at EP1,
 #     and DeepSeek-V3 at EP4 on four ranks sharing the GPU (--backend cuda-ipc).
 # Each step runs even when an earlier one failed, with a time limit, and is logged.
 # All steps end within EPSIM_GPU_BUDGET_S seconds (default 570: the device tool
@@ -103,21 +104,20 @@ step build 480 cmake --build build-gpu -j "$jobs"
 step ctest 400 ctest --test-dir build-gpu --output-on-failure -j 4
 grep -sE 'tests passed|\*\*\*|Not Run' "$work/ctest.log" | tee -a "$summary" >/dev/null
 
-bench=build-gpu/bench_kernels
-if step bench_kernels 300 "$bench" -o "$out/bench_kernels.csv"; then
-  step bench_torch 300 python3 tests/bench_kernels_torch.py --ours "$out/bench_kernels.csv" \
-    -o "$out/bench_torch.csv"
+# The calibration grid at DeepSeek-V3's shapes (the defaults, spelled out): every
+# kernel checked against the C reference, then timed; the CSV is the measurement file.
+gpu_dir=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' |
+          tr 'A-Z' 'a-z' | sed 's/--*/-/g; s/-$//')
+grid=(-l 8,32 -b 8 -e 2048 -f 2 -H 7168 -I 2048 -E 256 -k 8)
+if step bench_kernels 400 build-gpu/bench_kernels -d cuda "${grid[@]}" -o "$out/kernels.csv"; then
+  note "kernels.csv: commit it as real/measurements/$gpu_dir/kernels.csv"
+  step bench_torch 300 python3 tests/bench_kernels_torch.py "${grid[@]}" --ours "$out/kernels.csv" \
+    -o "$out/kernels_torch.csv"
   # The joined table against the issue's targets, as the closing note quotes it.
-  sed -n '/^d2d copy bandwidth/,$p' "$work/bench_torch.log" >>"$summary"
+  sed -n '/^copy bandwidth/,$p' "$work/bench_torch.log" >>"$summary"
 fi
 
 real=build-gpu/real/epsim-real
-gpu_dir=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' |
-          tr 'A-Z' 'a-z' | sed 's/--*/-/g; s/-$//')
-step sweep 400 mpirun -np 1 "$real" scenarios/default.yaml --backend nccl --sweep \
-  --sweep-experts 8,32 --sweep-tokens 8,16,32,64,128,256,512,1024,2048 -o "$work/sweep"
-[ -f "$work/sweep/sweep.csv" ] && cp "$work/sweep/sweep.csv" "$out/sweep.csv" &&
-  note "sweep.csv: commit it as real/measurements/$gpu_dir/sweep.csv"
 
 step mixtral_ep1 300 mpirun -np 1 "$real" scenarios/mixtral-8x7b-hgx-h100-ep8.yaml \
   --backend nccl --set parallel.ep=1 --set workload.tokens_per_gpu=4096 -o "$work/mixtral-ep1"

@@ -1,7 +1,6 @@
 /* epsim-real: run one expert-parallel MoE layer for real, one MPI rank per EP
  * rank, with the simulator's engine, dispatch plan and result schema.
  *   mpirun -np EP epsim-real SCENARIO [-o DIR] [--backend auto|cpu|nccl|cuda-ipc] [--set k=v ...]
- *   epsim-real SCENARIO --sweep [-o DIR] [--backend ...]   (one rank: kernel timings)
  * Exit codes: 0 ok, 1 bad input (usage, scenario, EP != ranks, does not fit),
  * 2 internal error (including a layer output that fails the reference check). */
 #include <errno.h>
@@ -17,7 +16,6 @@
 #include "ep_plan.h"
 #include "ep_real.h"
 #include "ep_real_backends.h"
-#include "ep_real_sweep.h"
 #include "ep_scenario.h"
 
 enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_INTERNAL = 2 };
@@ -37,20 +35,15 @@ typedef struct options {
   const char *backend; /* "auto" or a name of ep_real_backends.h */
   const char **sets;
   int n_sets;
-  int sweep;
   const char *dump_path;
   int64_t check_tokens;
   double max_mem_bytes; /* 0: default */
-  const char *sweep_tokens;
-  const char *sweep_experts;
-  int32_t repeats;
-  int32_t warmup; /* untimed layers before the timed one */
+  int32_t warmup;       /* untimed layers before the timed one */
 } options;
 
 static void usage(FILE *f)
 {
   fputs("usage: mpirun -np EP epsim-real SCENARIO [options]\n"
-        "       epsim-real SCENARIO --sweep [options]\n"
         "       epsim-real --help | --version\n"
         "\n"
         "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"
@@ -77,13 +70,6 @@ static void usage(FILE *f)
       "                       pays for NCCL/MPI connection setup and GPU workspaces\n"
       "  --max-mem BYTES      cpu backend: memory limit per rank, suffix K/M/G/T allowed\n"
       "                       (default: physical RAM / ranks on the node)\n"
-      "  --sweep              time grouped GEMM, permute, combine and router over a grid of\n"
-      "                       shapes (hidden, intermediate, experts, top-k from the scenario)\n"
-      "                       and write DIR/sweep.csv; one rank\n"
-      "  --sweep-tokens LIST  tokens per expert, comma-separated (default 8,16,...,2048 on\n"
-      "                       nccl, 8,16,32,64 on cpu)\n"
-      "  --sweep-experts LIST local experts, comma-separated (default n_experts / ep)\n"
-      "  --repeats N          timed repeats per sweep point (default 20 nccl, 3 cpu)\n"
       "\n"
       "Exit: 0 ok, 1 bad input, 2 internal error (or a failed output check).\n",
       f);
@@ -154,15 +140,9 @@ static int parse_args(int argc, char **argv, options *o, int loud)
       }
       return 1;
     }
-    if (!strcmp(a, "--sweep")) {
-      o->sweep = 1;
-      continue;
-    }
     const int takes_value = !strcmp(a, "-o") || !strcmp(a, "--set") || !strcmp(a, "--backend") ||
                             !strcmp(a, "--dump-output") || !strcmp(a, "--check-tokens") ||
-                            !strcmp(a, "--max-mem") || !strcmp(a, "--sweep-tokens") ||
-                            !strcmp(a, "--sweep-experts") || !strcmp(a, "--repeats") ||
-                            !strcmp(a, "--warmup");
+                            !strcmp(a, "--max-mem") || !strcmp(a, "--warmup");
     if (takes_value) {
       if (i + 1 >= argc) {
         if (err)
@@ -188,20 +168,16 @@ static int parse_args(int argc, char **argv, options *o, int loud)
         o->backend = v;
       } else if (!strcmp(a, "--dump-output")) {
         o->dump_path = v;
-      } else if (!strcmp(a, "--check-tokens") || !strcmp(a, "--repeats") ||
-                 !strcmp(a, "--warmup")) {
+      } else if (!strcmp(a, "--check-tokens") || !strcmp(a, "--warmup")) {
         char *end = NULL;
         errno = 0;
         long long n = strtoll(v, &end, 10);
-        const long long lo = !strcmp(a, "--repeats") ? 1 : 0;
-        if (errno || !*v || *end || n < lo || n > 1000000) {
+        if (errno || !*v || *end || n < 0 || n > 1000000) {
           if (err)
-            fprintf(err, "epsim-real: %s wants an integer in %lld..1000000, got '%s'\n", a, lo, v);
+            fprintf(err, "epsim-real: %s wants an integer in 0..1000000, got '%s'\n", a, v);
           return -1;
         }
-        if (!strcmp(a, "--repeats"))
-          o->repeats = (int32_t)n;
-        else if (!strcmp(a, "--warmup"))
+        if (!strcmp(a, "--warmup"))
           o->warmup = (int32_t)n;
         else
           o->check_tokens = n;
@@ -212,10 +188,6 @@ static int parse_args(int argc, char **argv, options *o, int loud)
             fprintf(err, "epsim-real: --max-mem wants bytes like 8G or 512M, got '%s'\n", v);
           return -1;
         }
-      } else if (!strcmp(a, "--sweep-tokens")) {
-        o->sweep_tokens = v;
-      } else {
-        o->sweep_experts = v;
       }
     } else if (a[0] == '-' && a[1] != '\0') {
       if (err)
@@ -632,22 +604,6 @@ int main(int argc, char **argv)
     goto done;
   }
 
-  if (o.sweep) {
-    rc = EXIT_OK;
-    if (n_ranks != 1) {
-      if (loud)
-        ep_log_error("--sweep times kernels on one rank; mpirun started %d ranks", n_ranks);
-      rc = EXIT_BAD_INPUT;
-    } else if (ep_make_dirs(o.out_dir) != 0) {
-      ep_log_error("cannot create output directory %s: %s", o.out_dir, strerror(errno));
-      rc = EXIT_BAD_INPUT;
-    }
-    if ((rc = agree_rc(rc)) == EXIT_OK)
-      rc = ep_real_sweep_main(&scenario, o.scenario_path, o.out_dir, be->compute->on_gpu,
-                              be->sweep_init, o.sweep_tokens, o.sweep_experts, o.repeats,
-                              local_rank, argc, argv);
-    goto done;
-  }
   if (scenario.ep != n_ranks) {
     if (loud)
       ep_log_error("scenario wants ep=%d but mpirun started %d rank%s (run mpirun -np %d, or "

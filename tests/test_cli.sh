@@ -8,17 +8,8 @@ epsim=$1
 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect_rc() { # expected_rc description command...
-  local want=$1 what=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$what: exit $rc, wanted $want"; cat "$work/err" >&2; fi
-}
+# shellcheck source=tests/check.sh
+. "$src/tests/check.sh"
 
 expect_rc 0 "--version" "$epsim" --version
 grep -q '^epsim [0-9]' "$work/out" && ok || bad "--version prints 'epsim X.Y.Z'"
@@ -81,5 +72,4 @@ else
   ok
 fi
 
-echo "test_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_cli

@@ -7,8 +7,8 @@
 # also with fp8 dispatch, drops and round-robin placement; EP != ranks, bad
 # options and experts that do not fit are refused with exit 1 before anything is
 # written; a corrupted output fails the reference check (exit 2); results.csv has
-# the simulator's header and provenance, and the same plan columns as epsim's;
-# the sweep writes its CSV.
+# the simulator's header and provenance, and the same plan columns as epsim's.
+# (The kernel benchmark, once epsim-real --sweep, is tests/test_bench_kernels.sh.)
 # nccl: the same layer on the GPU(s) agrees with the cpu backend's output within
 # 2 x the reference bound (both are within 2e-2 of the double reference); so
 # does cuda-ipc on 4 ranks sharing the GPU(s), the multi-rank GPU path on any
@@ -38,25 +38,8 @@ mpi=("$mpirun" --oversubscribe)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 small=$src/tests/scenarios/real-small.yaml
 cap=$src/tests/scenarios/real-small-cap.yaml
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect_rc() { # expected_rc description command...
-  local want=$1 what=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else
-    bad "$what: exit $rc, wanted $want"
-    tail -n 20 "$work/out" "$work/err" >&2
-  fi
-}
-finish() {
-  echo "test_real.sh $mode: $pass passed, $fail failed"
-  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
-  exit $?
-}
+# shellcheck source=tests/check.sh
+. "$src/tests/check.sh"
 
 # Per-token relative L2 difference of two float32 dumps; prints the worst.
 max_rel_diff() { # file_a file_b hidden
@@ -110,13 +93,7 @@ if [ "$mode" = nccl ]; then
     awk -v d="$d" 'BEGIN { exit !(d <= 4e-2) }' && ok || bad "cuda-ipc vs cpu output of $name: $d > 4e-2"
     echo "cuda-ipc vs cpu, $name on 4 ranks: worst per-token relative L2 difference $d"
   done
-  expect_rc 0 "nccl sweep" "${mpi[@]}" -np 1 "$real" "$small" --backend nccl --sweep -o sweep \
-    --sweep-tokens 8,64 --sweep-experts 2 --repeats 3
-  [ "$(grep -c '^[a-z_0-9]*,nccl,' sweep/sweep.csv)" -eq 10 ] && ok || bad "nccl sweep rows"
-  grep -q '^# device: GPU' sweep/sweep.csv && ok || bad "nccl sweep provenance"
-  grep -Eq '^# copy_GBps: [0-9]*[1-9][0-9]*\.[0-9] \(cudaMemcpyAsync' sweep/sweep.csv && ok ||
-    bad "nccl sweep: a positive copy bandwidth"
-  finish
+  finish "test_real.sh $mode"
 fi
 
 [ "$mode" = cpu ] || { echo "usage: $0 cpu|nccl EPSIM_REAL SOURCE_DIR MPIRUN [EPSIM]" >&2; exit 2; }
@@ -218,24 +195,4 @@ EPSIM_REAL_TEST_CORRUPT=1 expect_rc 2 "corrupted output" "${mpi[@]}" -np 4 "$rea
 grep -q 'output check FAILED' "$work/err" && ok || bad "corruption reported"
 [ ! -e outbad/results.csv ] && ok || bad "a failed check wrote results.csv"
 
-# --- sweep: one rank, C reference kernels ---
-expect_rc 0 "cpu sweep" "$real" "$small" --backend cpu --sweep -o sweep --sweep-tokens 4,8 \
-  --sweep-experts 1,2 --repeats 2
-[ "$(grep -c '^[a-z_0-9]*,cpu,' sweep/sweep.csv)" -eq 20 ] && ok || bad "sweep: 5 kernels x 2 x 2 rows"
-[ "$(grep -v '^#' sweep/sweep.csv | head -1)" = \
-  "kernel,backend,hidden,intermediate,n_experts,top_k,local_experts,tokens_per_expert,rows,tokens,repeats,median_us,min_us,max_us,flop,bytes,TFLOPs,GBps" ] &&
-  ok || bad "sweep header"
-for p in '# tool: epsim-real' '# backend: cpu' '# device: CPU' '# scenario: ' '# argv: '; do
-  grep -q "^$p" sweep/sweep.csv && ok || bad "sweep provenance '$p'"
-done
-grep -Eq '^# copy_GBps: [0-9]*[1-9][0-9]*\.[0-9] \(memcpy' sweep/sweep.csv && ok ||
-  bad "sweep provenance: a positive copy bandwidth"
-# grouped_gemm at 2 experts x 8 tokens: 16 rows, flop = 6 * 16 * 128 * 96.
-grep -q "^grouped_gemm,cpu,128,96,8,2,2,8,16,8,2,.*,$((6 * 16 * 128 * 96))," sweep/sweep.csv && ok ||
-  bad "sweep grouped_gemm row"
-awk -F, '!/^#/ && $1 != "kernel" && !($12 > 0 && $13 <= $12 && $12 <= $14) { bad = 1 } END { exit bad }' \
-  sweep/sweep.csv && ok || bad "sweep times positive, min <= median <= max"
-expect_rc 1 "sweep on 2 ranks" "${mpi[@]}" -np 2 "$real" "$small" --backend cpu --sweep -o sweep2
-expect_rc 1 "sweep bad list" "$real" "$small" --backend cpu --sweep -o sweep3 --sweep-tokens 8,x
-
-finish
+finish "test_real.sh $mode"
