@@ -26,6 +26,12 @@ typedef struct ep_timing {
   double end_us;
 } ep_timing;
 
+/* The phase's duration, µs. */
+static inline double ep_timing_us(const ep_timing *t)
+{
+  return t->end_us - t->start_us;
+}
+
 typedef struct ep_rank_timeline {
   ep_timing phase[EP_PHASE_COUNT];
 } ep_rank_timeline;

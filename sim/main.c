@@ -9,7 +9,6 @@
 
 #include "ep_config.h"
 #include "ep_cost.h"
-#include "ep_output.h"
 #include "ep_plan.h"
 #include "ep_scenario.h"
 #include "ep_sg_backend.h"
@@ -98,6 +97,7 @@ static int cmd_run(const char *path, const char *out_dir, const char *const *set
     return EXIT_INTERNAL;
 
   int rc = EXIT_INTERNAL;
+  ep_fabric fabric = {0};
   ep_rank_timeline *timelines = calloc((size_t)plan.n_ranks, sizeof *timelines);
   if (!timelines) {
     ep_log_error("out of memory for %d timelines", (int)plan.n_ranks);
@@ -112,18 +112,26 @@ static int cmd_run(const char *path, const char *out_dir, const char *const *set
   }
 
   ep_summary summary;
-  if ((st = ep_summary_compute(&scenario, &plan, timelines, &summary)) != EP_OK) {
+  if ((st = ep_fabric_init(&fabric, &scenario.cluster, plan.n_ranks)) != EP_OK ||
+      (st = ep_report_summarize(&fabric, &plan, timelines, &summary)) != EP_OK) {
     ep_log_error("summary failed: %s", ep_status_str(st));
     goto done;
   }
   char backend[32];
   snprintf(backend, sizeof backend, "simgrid/%s", flows_name(flows));
   printf("epsim %s: %s, backend %s\n", EP_VERSION, path, backend);
-  ep_summary_print(&scenario, &plan, &summary, stdout);
+  ep_report_header header;
+  ep_scenario_report_header(&scenario, &header);
+  ep_report_print(&header, &fabric, &plan, &summary, stdout);
 
-  const ep_provenance prov = {
-      .tool = "epsim", .backend = backend, .scenario_path = path, .argc = argc, .argv = argv};
-  if ((st = ep_output_write(out_dir, &prov, &scenario, &plan, timelines)) != EP_OK) {
+  const ep_provenance prov = {.tool = "epsim",
+                              .backend = backend,
+                              .scenario_path = path,
+                              .argc = argc,
+                              .argv = argv,
+                              .scenario_fnv1a64 = scenario.content_hash,
+                              .seed = scenario.routing.seed};
+  if ((st = ep_output_write_dir(out_dir, &prov, &fabric, &plan, timelines)) != EP_OK) {
     ep_log_error("writing outputs to %s failed: %s", out_dir, ep_status_str(st));
     goto done;
   }
@@ -131,6 +139,7 @@ static int cmd_run(const char *path, const char *out_dir, const char *const *set
          platform_path);
   rc = EXIT_OK;
 done:
+  ep_fabric_free(&fabric);
   free(timelines);
   ep_plan_free(&plan);
   return rc;

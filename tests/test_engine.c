@@ -8,6 +8,7 @@
 #include "check.h"
 #include "ep_engine.h"
 #include "ep_output.h"
+#include "ep_report.h"
 
 enum { N_RANKS = 4 };
 
@@ -137,25 +138,20 @@ static ep_plan make_plan(void)
 
 static ep_gpu_spec gpu = {"H800", 989.4, 1978.9, 3350, 80, 200, 8, 50, "test"};
 
-static ep_scenario make_scenario(void)
+static ep_cluster make_cluster(void)
 {
-  ep_scenario s;
-  memset(&s, 0, sizeof s);
-  snprintf(s.model.name, sizeof s.model.name, "test");
-  s.model.n_experts = 8;
-  s.model.top_k = 2;
-  s.model.hidden = 50;
-  s.cluster.gpu = &gpu;
-  s.cluster.n_nodes = 2;
-  s.cluster.gpus_per_node = 2;
-  s.cluster.nvlink_GBps = 200;
-  s.cluster.nic_GBps = 50;
-  s.ep = N_RANKS;
-  s.tokens_per_gpu = 50;
-  s.routing.seed = 7;
-  s.content_hash = 0x1234;
-  return s;
+  ep_cluster c;
+  memset(&c, 0, sizeof c);
+  c.gpu = &gpu;
+  c.n_nodes = 2;
+  c.gpus_per_node = 2;
+  c.nvlink_GBps = 200;
+  c.nic_GBps = 50;
+  return c;
 }
+
+static const ep_report_header header = {
+    .model_name = "test", .n_experts = 8, .top_k = 2, .hidden = 50, .seed = 7};
 
 static void run_all(stub_ctx *ctx, const ep_plan *plan, ep_rank_timeline *tl)
 {
@@ -226,13 +222,15 @@ static void test_engine_order_and_errors(void)
 static void test_summary(void)
 {
   ep_plan plan = make_plan();
-  ep_scenario s = make_scenario();
+  const ep_cluster cluster = make_cluster();
+  ep_fabric fabric;
+  CHECK_EQ_INT(ep_fabric_init(&fabric, &cluster, N_RANKS), EP_OK);
   stub_ctx ctx = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1};
   ep_rank_timeline tl[N_RANKS];
   run_all(&ctx, &plan, tl);
 
   ep_summary sum;
-  CHECK_EQ_INT(ep_summary_compute(&s, &plan, tl, &sum), EP_OK);
+  CHECK_EQ_INT(ep_report_summarize(&fabric, &plan, tl, &sum), EP_OK);
   /* Dispatch per rank: max(out, in) remote copies * 100 B / 100 B/µs:
    * r0 max(90, 6) = 90; r1 max(15, 30) = 30; r2 max(16, 38) = 38; r3 max(6, 53) = 53. */
   CHECK_REL(sum.phase[EP_PHASE_DISPATCH].min_us, 30.0, 1e-12);
@@ -253,6 +251,26 @@ static void test_summary(void)
    * the slowest port: 7000 B / 90 µs. */
   CHECK_REL(sum.bottleneck_GBps[0], 7000.0 / (90.0 * 1e3), 1e-12);
   CHECK(strcmp(sum.bottleneck_link[0], "NIC") == 0);
+
+  /* The printed table names the model from the header and the cluster from the fabric. */
+  char *text = NULL;
+  size_t text_len = 0;
+  FILE *f = open_memstream(&text, &text_len);
+  CHECK(f != NULL);
+  ep_report_print(&header, &fabric, &plan, &sum, f);
+  CHECK(fclose(f) == 0);
+  CHECK_STR_CONTAINS(text, "model test: 8 experts, top-2, hidden 50, intermediate 0, dispatch ");
+  CHECK_STR_CONTAINS(text, "cluster explicit: 2 x 2 H800, NVLink 200 GB/s, NIC 50 GB/s; EP4, 50 "
+                           "tokens/GPU, seed 7\n");
+  CHECK_STR_CONTAINS(text, "\nlayer time 278.00 µs, 179856 tokens/s per GPU\n");
+  CHECK_STR_CONTAINS(text, "dropped 254 of 400 copies (63.50%)\n");
+  free(text);
+  /* A fabric of other ranks than the plan's is refused. */
+  ep_fabric small;
+  CHECK_EQ_INT(ep_fabric_init(&small, &cluster, 2), EP_OK);
+  CHECK_EQ_INT(ep_report_summarize(&small, &plan, tl, &sum), EP_ERR_INVALID);
+  ep_fabric_free(&small);
+  ep_fabric_free(&fabric);
 }
 
 static char *read_all(const char *path)
@@ -277,7 +295,9 @@ static char *read_all(const char *path)
 static void test_outputs(void)
 {
   ep_plan plan = make_plan();
-  ep_scenario s = make_scenario();
+  const ep_cluster cluster = make_cluster();
+  ep_fabric fabric;
+  CHECK_EQ_INT(ep_fabric_init(&fabric, &cluster, N_RANKS), EP_OK);
   stub_ctx ctx = {.bw_bytes_per_us = 100, .us_per_token = 0.5, .fail_phase = -1};
   ep_rank_timeline tl[N_RANKS];
   run_all(&ctx, &plan, tl);
@@ -285,14 +305,21 @@ static void test_outputs(void)
   char dir[] = "/tmp/epsim-test-engine-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
   char *argv[] = {"epsim", "run", "x.yaml"};
-  ep_provenance prov = {"epsim", "stub", "x.yaml", 3, argv};
-  CHECK_EQ_INT(ep_output_write(dir, &prov, &s, &plan, tl), EP_OK);
+  ep_provenance prov = {.tool = "epsim",
+                        .backend = "stub",
+                        .scenario_path = "x.yaml",
+                        .argc = 3,
+                        .argv = argv,
+                        .scenario_fnv1a64 = 0x1234,
+                        .seed = 7};
+  CHECK_EQ_INT(ep_output_write_dir(dir, &prov, &fabric, &plan, tl), EP_OK);
 
   char path[512];
   snprintf(path, sizeof path, "%s/results.csv", dir);
   char *csv = read_all(path);
   CHECK(csv != NULL);
   CHECK_STR_CONTAINS(csv, "# backend: stub\n");
+  CHECK_STR_CONTAINS(csv, "# scenario: x.yaml (fnv1a64 0000000000001234)\n");
   CHECK_STR_CONTAINS(csv, "# seed: 7\n");
   CHECK_STR_CONTAINS(csv, "# argv: epsim run x.yaml\n");
   CHECK_STR_CONTAINS(csv, "rank,node,phase,start_us,end_us,time_us,tokens,send_bytes,recv_bytes\n");
@@ -341,7 +368,8 @@ static void test_outputs(void)
   rmdir(dir);
 
   /* A directory that does not exist: error, nothing written. */
-  CHECK_EQ_INT(ep_output_write("/nonexistent/epsim", &prov, &s, &plan, tl), EP_ERR_IO);
+  CHECK_EQ_INT(ep_output_write_dir("/nonexistent/epsim", &prov, &fabric, &plan, tl), EP_ERR_IO);
+  ep_fabric_free(&fabric);
 }
 
 int main(void)
