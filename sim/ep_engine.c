@@ -1,7 +1,9 @@
-/* The per-rank layer program: dispatch, expert compute, combine. */
+/* The per-rank layer program: dispatch, expert compute, combine; and the
+ * lookups of backend registries. */
 #include "ep_engine.h"
 
-#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 const char *ep_phase_name(ep_phase phase)
 {
@@ -46,4 +48,27 @@ ep_status ep_engine_run_rank(const ep_backend_ops *ops, void *ctx, const ep_plan
   if (st != EP_OK)
     ep_log_error("%s backend: end failed on rank %d: %s", ops->name, (int)rank, ep_status_str(st));
   return st;
+}
+
+const ep_backend_entry *ep_backend_find(const ep_backend_entry *const *table, const char *name)
+{
+  if (!table || !name)
+    return NULL;
+  for (; *table; table++)
+    if (!strcmp((*table)->name, name))
+      return *table;
+  return NULL;
+}
+
+const char *ep_backend_names(const ep_backend_entry *const *table, char *buf, size_t size)
+{
+  size_t used = 0;
+  buf[0] = '\0';
+  for (; table && *table && used + 1 < size; table++) {
+    const int n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", (*table)->name);
+    if (n < 0)
+      break;
+    used += (size_t)n < size - used ? (size_t)n : size - used - 1;
+  }
+  return buf;
 }

@@ -5,6 +5,7 @@
 #ifndef EP_ENGINE_H
 #define EP_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ep_plan.h"
@@ -54,6 +55,24 @@ typedef struct ep_backend_ops {
   ep_status (*output)(void *ctx, float *out);
   void (*free)(void *ctx);
 } ep_backend_ops;
+
+/* One row of a tool's backend registry: the tool picks its backend by name
+ * (--backend) and lists the names in its messages. The engine keeps the row
+ * generic; what starting the backend takes is the tool's own (impl): epsim's
+ * driver callbacks (ep_driver_backend), epsim-real's (transport, compute) pair
+ * and init. Registries are NULL-terminated arrays of pointers to static rows. */
+typedef struct ep_backend_entry {
+  const char *name;        /* "simgrid", "cpu", "nccl", "cuda-ipc" */
+  const char *description; /* one line, for --help */
+  const void *impl;        /* the tool's own description of the backend, static */
+} ep_backend_entry;
+
+/* The entry of table named name; NULL when there is none (or name is NULL). */
+const ep_backend_entry *ep_backend_find(const ep_backend_entry *const *table, const char *name);
+
+/* The table's names joined by ", " into buf ("cpu, nccl, cuda-ipc"), for
+ * "valid: ..." messages; cut to size - 1 characters (size > 0). Returns buf. */
+const char *ep_backend_names(const ep_backend_entry *const *table, char *buf, size_t size);
 
 /* Runs the layer for one rank: begin, the three phase ops in order, end,
  * stopping at the first failure. out->phase[] is filled for the phases that ran. */

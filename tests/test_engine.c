@@ -372,9 +372,29 @@ static void test_outputs(void)
   ep_fabric_free(&fabric);
 }
 
+static void test_registry(void)
+{
+  static const ep_backend_entry a = {"cpu", "host", NULL}, b = {"nccl", "GPU", &a},
+                                c = {"cuda-ipc", "GPU, one node", NULL};
+  const ep_backend_entry *const table[] = {&a, &b, &c, NULL};
+  CHECK(ep_backend_find(table, "nccl") == &b);
+  CHECK(ep_backend_find(table, "cuda-ipc") == &c);
+  CHECK(ep_backend_find(table, "tpu") == NULL);
+  CHECK(ep_backend_find(table, "") == NULL);
+  CHECK(ep_backend_find(table, NULL) == NULL);
+  CHECK(ep_backend_find(NULL, "cpu") == NULL);
+  char buf[64];
+  CHECK(strcmp(ep_backend_names(table, buf, sizeof buf), "cpu, nccl, cuda-ipc") == 0);
+  CHECK(strcmp(ep_backend_names(table, buf, 8), "cpu, nc") == 0);
+  CHECK(strcmp(ep_backend_names(table, buf, 1), "") == 0);
+  const ep_backend_entry *const empty[] = {NULL};
+  CHECK(strcmp(ep_backend_names(empty, buf, sizeof buf), "") == 0);
+}
+
 int main(void)
 {
   test_engine_order_and_errors();
+  test_registry();
   test_summary();
   test_outputs();
   return check_exit_code("test_engine");
