@@ -184,10 +184,11 @@ static int write_all(int fd, const void *buf, size_t len)
   return 1;
 }
 
-/* Runs ep_sim_run in a fresh process; returns its status (EP_ERR_BACKEND if
- * the child died). tl: [out] [plan->n_ranks]. */
-static ep_status simulate(const ep_scenario *sc, const ep_plan *plan, ep_flow_mode mode,
-                          ep_rank_timeline *tl)
+/* Runs ep_sim_run in a fresh process with SimGrid settings args ([n_args],
+ * NULL: none); returns its status (EP_ERR_BACKEND if the child died).
+ * tl: [out] [plan->n_ranks]. */
+static ep_status simulate_with(const ep_scenario *sc, const ep_plan *plan, ep_flow_mode mode,
+                               char *const *args, int n_args, ep_rank_timeline *tl)
 {
   char path[160];
   snprintf(path, sizeof path, "test_simgrid_%s_%d.xml", case_name, n_runs++);
@@ -205,7 +206,11 @@ static ep_status simulate(const ep_scenario *sc, const ep_plan *plan, ep_flow_mo
   }
   if (pid == 0) {
     close(fds[0]);
-    ep_sim_cfg cfg = {mode, EP_GEMM_COST_PARAMS_INIT, path};
+    const ep_sim_cfg cfg = {.flows = mode,
+                            .gemm = EP_GEMM_COST_PARAMS_INIT,
+                            .platform_xml_path = path,
+                            .simgrid_args = args,
+                            .n_simgrid_args = n_args};
     int32_t st = ep_sim_run(sc, plan, &cfg, tl);
     int ok = write_all(fds[1], &st, sizeof st) && write_all(fds[1], tl, tl_bytes);
     exit(ok ? 0 : 1); /* stdio was flushed before fork; LSan checks the child */
@@ -220,6 +225,12 @@ static ep_status simulate(const ep_scenario *sc, const ep_plan *plan, ep_flow_mo
     st = EP_ERR_BACKEND;
   unlink(path);
   return (ep_status)st;
+}
+
+static ep_status simulate(const ep_scenario *sc, const ep_plan *plan, ep_flow_mode mode,
+                          ep_rank_timeline *tl)
+{
+  return simulate_with(sc, plan, mode, NULL, 0, tl);
 }
 
 /* ---- helpers for expected values ---- */
@@ -501,8 +512,26 @@ static void deterministic_and_errors(void)
   CHECK_EQ_INT(simulate(&sc, &plan, EP_FLOWS_PAIR, a), EP_OK);
   CHECK_EQ_INT(simulate(&sc, &plan, EP_FLOWS_PAIR, b), EP_OK);
   CHECK(memcmp(a, b, sizeof a) == 0);
+  /* SimGrid settings of the caller: a setting epsim makes too (pair flows
+   * solve Full) and a quieter log change nothing; one SimGrid rejects, at
+   * initialisation or at the platform load, is bad input, not an abort. */
+  char *same[] = {"--cfg=network/optim:Full", "--log=root.thres:critical"};
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, same, 2, b), EP_OK);
+  CHECK(memcmp(a, b, sizeof a) == 0);
+  char *bad_key[] = {"--cfg=nonsense:1"}, *bad_value[] = {"--cfg=network/TCP-gamma:abc"},
+       *bad_model[] = {"--cfg=network/model:Nope"}, *bad_log[] = {"--log=bogus"};
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_key, 1, b), EP_ERR_PARSE);
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_value, 1, b), EP_ERR_PARSE);
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_model, 1, b), EP_ERR_PARSE);
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_log, 1, b), EP_ERR_PARSE);
+  /* The caller's setting wins over epsim's: a TCP window of 1000 bytes caps
+   * each flow at window / round-trip time, far below the links. */
+  char *slow[] = {"--cfg=network/TCP-gamma:1000"};
+  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, slow, 1, b), EP_OK);
+  CHECK(b[0].phase[EP_PHASE_DISPATCH].end_us > 2 * a[0].phase[EP_PHASE_DISPATCH].end_us);
 
-  ep_sim_cfg cfg = {EP_FLOWS_AUTO, EP_GEMM_COST_PARAMS_INIT, "unused.xml"};
+  ep_sim_cfg cfg = {
+      .flows = EP_FLOWS_AUTO, .gemm = EP_GEMM_COST_PARAMS_INIT, .platform_xml_path = "unused.xml"};
   CHECK_EQ_INT(ep_sim_run(&sc, &plan, &cfg, a), EP_ERR_INVALID);
   cfg.flows = EP_FLOWS_PORT;
   ep_scenario too_big = sc;

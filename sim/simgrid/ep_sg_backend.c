@@ -27,9 +27,14 @@
 #include "ep_sg_backend.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <simgrid/actor.h>
 #include <simgrid/barrier.h>
@@ -38,7 +43,6 @@
 #include <simgrid/host.h>
 #include <simgrid/mailbox.h>
 #include <simgrid/semaphore.h>
-#include <xbt/config.h>
 
 #include "ep_fabric.h"
 #include "ep_simgrid_xml.h"
@@ -485,30 +489,122 @@ static int64_t max_helpers(int32_t n, const ep_fabric *fabric, ep_flow_mode mode
 
 /* SimGrid keeps global state: one engine per process. */
 static int sg_initialised;
+/* simgrid_init's argv, NULL-terminated, and the strings it points to (SimGrid
+ * takes its own arguments out of argv). Never freed: SimGrid may keep them. */
+static char **sg_argv, **sg_arg_text;
 
-/* Network model: exact flow-level max-min sharing, no TCP corrections.
- * max_actors: the most actors alive at once (ranks + one phase's helpers). */
-static void configure_simgrid(int64_t max_actors, ep_flow_mode mode)
+/* simgrid_init's command line: epsim's settings, then the caller's, which
+ * SimGrid applies in order, so the caller's win. max_actors: the most actors
+ * alive at once (ranks + one phase's helpers). */
+static ep_status simgrid_argv(const ep_sim_cfg *cfg, int64_t max_actors, int *argc_out)
 {
-  sg_cfg_set_string("network/model", "CM02");
-  sg_cfg_set_boolean("network/crosstraffic", "no");
-  sg_cfg_set_double("network/TCP-gamma", 0.0); /* 0: no window cap */
+  const char *own[16];
+  int n = 0;
+  own[n++] = "epsim";
+  own[n++] = "--log=xbt_cfg.thres:warning"; /* no "Configuration change" line per setting */
+  /* Network model: exact flow-level max-min sharing, no TCP corrections. */
+  own[n++] = "--cfg=network/model:CM02";
+  own[n++] = "--cfg=network/crosstraffic:0";
+  own[n++] = "--cfg=network/TCP-gamma:0"; /* 0: no window cap */
   /* Full re-solves the whole system at each event, Lazy only what changed.
    * Pair flows form one connected system: Full was 1.5x faster (NVL72, skewed).
    * Port flows form one small system per GPU: Lazy was 5x faster (1024 GPUs,
    * skewed). Both give the same times (checked by the tests). */
-  sg_cfg_set_string("network/optim", mode == EP_FLOWS_PORT ? "Lazy" : "Full");
+  own[n++] = cfg->flows == EP_FLOWS_PORT ? "--cfg=network/optim:Lazy" : "--cfg=network/optim:Full";
   /* A guard page costs two memory mappings per actor: beyond ~32 K actors that
    * exhausts vm.max_map_count. Without guards 3.32 calloc()s (touches) every
    * stack, so drop them only where needed (measured: NVL72 pair flows, 5 K
    * actors of 32 KiB: 76 MB with guards, 190 MB without). */
   if (max_actors > 16384)
-    sg_cfg_set_int("contexts/guard-size", 0);
+    own[n++] = "--cfg=contexts/guard-size:0";
 #ifdef EP_SG_ASAN
-  sg_cfg_set_int("contexts/stack-size", 1024); /* KiB: ASan frames are larger */
+  /* ASan cannot follow SimGrid's hand-made stack switches; threads it can (and
+   * size their stacks themselves). */
+  own[n++] = "--cfg=contexts/factory:thread";
 #else
-  sg_cfg_set_int("contexts/stack-size", 64); /* KiB: actors only log and call SimGrid */
+  own[n++] = "--cfg=contexts/stack-size:64"; /* KiB: actors only log and call SimGrid */
 #endif
+  const int argc = n + cfg->n_simgrid_args;
+  sg_argv = calloc((size_t)argc + 1, sizeof *sg_argv);
+  sg_arg_text = calloc((size_t)argc, sizeof *sg_arg_text);
+  if (!sg_argv || !sg_arg_text)
+    return EP_ERR_NOMEM;
+  for (int i = 0; i < argc; i++)
+    if (!(sg_argv[i] = sg_arg_text[i] = strdup(i < n ? own[i] : cfg->simgrid_args[i - n])))
+      return EP_ERR_NOMEM;
+  *argc_out = argc;
+  return EP_OK;
+}
+
+/* SimGrid aborts the process on a setting it rejects (an uncaught C++
+ * exception, or xbt_die), which C cannot catch. So with settings of the
+ * caller, a child process tries the command line first, through simgrid_init
+ * and the platform load (where model names are checked); its stderr comes back
+ * through a pipe for SimGrid's reason. EP_ERR_PARSE when the child failed. */
+static ep_status probe_simgrid_argv(int argc, const ep_sim_cfg *cfg)
+{
+  int fds[2];
+  if (pipe(fds) != 0) {
+    ep_log_error("SimGrid backend: pipe failed: %s", strerror(errno));
+    return EP_ERR_IO;
+  }
+  fflush(stdout);
+  fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ep_log_error("SimGrid backend: fork failed: %s", strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    return EP_ERR_IO;
+  }
+  if (pid == 0) { /* the child only: it never returns */
+    const int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0)
+      _exit(127);
+    int child_argc = argc;
+    simgrid_init(&child_argc, sg_argv);
+    simgrid_load_platform(cfg->platform_xml_path);
+    _exit(0);
+  }
+  close(fds[1]);
+  char text[8192];
+  size_t used = 0;
+  for (;;) { /* keep the start, drain the rest */
+    char chunk[4096];
+    const ssize_t k = read(fds[0], chunk, sizeof chunk);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    const size_t take = (size_t)k < sizeof text - 1 - used ? (size_t)k : sizeof text - 1 - used;
+    memcpy(text + used, chunk, take);
+    used += take;
+  }
+  text[used] = '\0';
+  close(fds[0]);
+  int wstatus = 0;
+  if (waitpid(pid, &wstatus, 0) != pid) {
+    ep_log_error("SimGrid backend: waitpid failed: %s", strerror(errno));
+    return EP_ERR_IO;
+  }
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
+    return EP_OK;
+  char args[1024] = "";
+  for (int i = 0, used_args = 0; i < cfg->n_simgrid_args && used_args < (int)sizeof args; i++) {
+    const int k = snprintf(args + used_args, sizeof args - (size_t)used_args, "%s%s", i ? " " : "",
+                           cfg->simgrid_args[i]);
+    used_args += k > 0 ? k : 0;
+  }
+  const char *why = strstr(text, "CRITICAL] ");
+  if (why) {
+    why += strlen("CRITICAL] ");
+    ep_log_error("SimGrid rejects %s: %.*s", args, (int)strcspn(why, "\n"), why);
+  } else {
+    ep_log_error("SimGrid rejects %s (its trial run ended with %s %d)", args,
+                 WIFSIGNALED(wstatus) ? "signal" : "exit status",
+                 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
+  }
+  return EP_ERR_PARSE;
 }
 
 static void ctx_free(sg_ctx *ctx)
@@ -567,22 +663,13 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
   if ((st = write_platform(&fabric, cfg->platform_xml_path)) != EP_OK)
     goto done;
 
-  /* Static storage: SimGrid may keep argv pointers. */
-  static char arg0[] = "epsim";
-#ifdef EP_SG_ASAN
-  /* ASan cannot follow SimGrid's hand-made stack switches; threads it can. The
-   * context factory is chosen inside simgrid_init, so it must come as an argument. */
-  static char arg_log[] = "--log=xbt_cfg.thres:warning";
-  static char arg_factory[] = "--cfg=contexts/factory:thread";
-  static char *sg_argv[] = {arg0, arg_log, arg_factory, NULL};
-  int sg_argc = 3;
-#else
-  static char *sg_argv[] = {arg0, NULL};
-  int sg_argc = 1;
-#endif
-  sg_initialised = 1;
+  sg_initialised = 1; /* from here on, whatever happens */
+  int sg_argc = 0;
+  if ((st = simgrid_argv(cfg, (int64_t)n + max_helpers(n, &fabric, cfg->flows), &sg_argc)) != EP_OK)
+    goto done;
+  if (cfg->n_simgrid_args > 0 && (st = probe_simgrid_argv(sg_argc, cfg)) != EP_OK)
+    goto done;
   simgrid_init(&sg_argc, sg_argv);
-  configure_simgrid((int64_t)n + max_helpers(n, &fabric, cfg->flows), cfg->flows);
   /* Parse errors abort inside SimGrid (C++ exceptions cannot reach C); the
    * writer above is the guard: it only emits what the tests load. */
   simgrid_load_platform(cfg->platform_xml_path);

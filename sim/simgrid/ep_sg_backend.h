@@ -12,10 +12,20 @@ typedef struct ep_sim_cfg {
   ep_flow_mode flows; /* never EP_FLOWS_AUTO here: resolve it first */
   ep_gemm_cost_params gemm;
   const char *platform_xml_path; /* where to write the generated platform */
+  /* SimGrid's own settings as its command line takes them ("--cfg=key:value",
+   * "--log=spec"), [n_simgrid_args], borrowed; NULL when none. simgrid_init
+   * gets them after epsim's (network/model:CM02, network/crosstraffic:0,
+   * network/TCP-gamma:0, network/optim, contexts/stack-size and guard-size,
+   * xbt_cfg.thres:warning), so where both set a key the caller's wins. */
+  char *const *simgrid_args;
+  int n_simgrid_args;
 } ep_sim_cfg;
 
 /* Simulates one layer. timelines: [out] [plan->n_ranks]. SimGrid can be
- * initialised once per process, so call this at most once per process. */
+ * initialised once per process, so call this at most once per process.
+ * EP_ERR_PARSE when SimGrid rejects a setting of simgrid_args (logged with
+ * SimGrid's reason): SimGrid aborts the process on those, so they are tried
+ * first in a child process, through initialisation and the platform load. */
 ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_sim_cfg *cfg,
                      ep_rank_timeline *timelines);
 
