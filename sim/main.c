@@ -1,36 +1,18 @@
 /* epsim: simulate one expert-parallel MoE layer from a scenario file.
- *   epsim run SCENARIO [-o DIR] [--set key=value ...]
+ *   epsim run SCENARIO [-o DIR] [--set key=value ...] [--cfg=k:v ...] [--log=spec ...]
  *   epsim check SCENARIO [--set key=value ...]
- * Exit codes: 0 ok, 1 bad input (usage, scenario), 2 internal error. */
-#include <errno.h>
+ * The flags are ep_cli's table, the run is ep_driver's with the SimGrid
+ * backend's callback. Exit codes: 0 ok, 1 bad input (usage, scenario, a SimGrid
+ * setting SimGrid rejects), 2 internal error. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "ep_cli.h"
 #include "ep_config.h"
 #include "ep_cost.h"
-#include "ep_plan.h"
+#include "ep_driver.h"
+#include "ep_engine.h"
 #include "ep_scenario.h"
 #include "ep_sg_backend.h"
-
-enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_INTERNAL = 2 };
-
-static void usage(FILE *f)
-{
-  fputs("usage: epsim run SCENARIO [-o DIR] [--set section.key=value ...]\n"
-        "       epsim check SCENARIO [--set section.key=value ...]\n"
-        "       epsim --help | --version\n"
-        "\n"
-        "run    simulates one MoE layer (dispatch all-to-all, expert GroupGEMM, combine\n"
-        "       all-to-all) on the scenario's cluster with SimGrid, prints a summary and\n"
-        "       writes DIR/results.csv, DIR/trace.json (Perfetto), DIR/phases.png and\n"
-        "       DIR/platform.xml (DIR defaults to epsim-out).\n"
-        "check  validates the scenario and prints what it resolves to.\n"
-        "--set  overrides one scenario key, e.g. --set workload.seed=7 (repeatable).\n"
-        "\n"
-        "Scenario keys: scenarios/README.md. Exit: 0 ok, 1 bad input, 2 internal error.\n",
-        f);
-}
 
 static const char *flows_name(ep_flow_mode m)
 {
@@ -71,155 +53,78 @@ static void print_check(const char *path, const ep_scenario *s)
          flows_name(resolve_flows(s)));
 }
 
-static int cmd_run(const char *path, const char *out_dir, const char *const *sets, int n_sets,
-                   int argc, char **argv)
-{
-  ep_scenario scenario;
-  ep_status st = ep_scenario_load(path, sets, n_sets, &scenario, stderr);
-  if (st == EP_ERR_PARSE || st == EP_ERR_IO)
-    return EXIT_BAD_INPUT;
-  if (st != EP_OK)
-    return EXIT_INTERNAL;
-
-  if (ep_make_dirs(out_dir) != 0) {
-    ep_log_error("cannot create output directory %s: %s", out_dir, strerror(errno));
-    return EXIT_BAD_INPUT;
-  }
+/* The SimGrid callback's state: the flags, and the platform's path, which
+ * the "wrote" line names after the run. */
+typedef struct sim_state {
+  const ep_cli_opts *opts;
   char platform_path[4096];
-  int n = snprintf(platform_path, sizeof platform_path, "%s/platform.xml", out_dir);
-  if (n < 0 || (size_t)n >= sizeof platform_path) {
-    ep_log_error("output directory path too long: %s", out_dir);
-    return EXIT_BAD_INPUT;
-  }
+} sim_state;
 
-  ep_plan plan = {0};
-  if (ep_scenario_build_plan(&scenario, NULL, &plan) != EP_OK)
-    return EXIT_INTERNAL;
-
-  int rc = EXIT_INTERNAL;
-  ep_fabric fabric = {0};
-  ep_rank_timeline *timelines = calloc((size_t)plan.n_ranks, sizeof *timelines);
-  if (!timelines) {
-    ep_log_error("out of memory for %d timelines", (int)plan.n_ranks);
-    goto done;
+/* Checks the SimGrid settings, writes DIR/platform.xml and simulates every
+ * rank; nothing is written when a setting is bad. */
+static ep_status simgrid_run(void *user, ep_driver_run *run)
+{
+  sim_state *state = user;
+  const char *dir = state->opts->out_dir;
+  ep_status st = ep_sim_check_settings(state->opts->simgrid_args, state->opts->n_simgrid_args);
+  if (st == EP_OK)
+    st = ep_driver_make_out_dir(dir);
+  if (st != EP_OK)
+    return st;
+  const int n = snprintf(state->platform_path, sizeof state->platform_path, "%s/platform.xml", dir);
+  if (n < 0 || (size_t)n >= sizeof state->platform_path) {
+    ep_log_error("output directory path too long: %s", dir);
+    return EP_ERR_PARSE;
   }
-  const ep_flow_mode flows = resolve_flows(&scenario);
-  const ep_sim_cfg sim_cfg = {
-      .flows = flows, .gemm = EP_GEMM_COST_PARAMS_INIT, .platform_xml_path = platform_path};
-  if ((st = ep_sim_run(&scenario, &plan, &sim_cfg, timelines)) != EP_OK) {
+  const ep_flow_mode flows = resolve_flows(run->scenario);
+  const ep_sim_cfg sim_cfg = {.flows = flows,
+                              .gemm = EP_GEMM_COST_PARAMS_INIT,
+                              .platform_xml_path = state->platform_path,
+                              .simgrid_args = state->opts->simgrid_args,
+                              .n_simgrid_args = state->opts->n_simgrid_args};
+  if ((st = ep_sim_run(run->scenario, run->plan, &sim_cfg, run->timelines)) != EP_OK) {
     ep_log_error("simulation failed: %s", ep_status_str(st));
-    goto done;
+    return st;
   }
-
-  ep_summary summary;
-  if ((st = ep_fabric_init(&fabric, &scenario.cluster, plan.n_ranks)) != EP_OK ||
-      (st = ep_report_summarize(&fabric, &plan, timelines, &summary)) != EP_OK) {
-    ep_log_error("summary failed: %s", ep_status_str(st));
-    goto done;
-  }
-  char backend[32];
-  snprintf(backend, sizeof backend, "simgrid/%s", flows_name(flows));
-  printf("epsim %s: %s, backend %s\n", EP_VERSION, path, backend);
-  ep_report_header header;
-  ep_scenario_report_header(&scenario, &header);
-  ep_report_print(&header, &fabric, &plan, &summary, stdout);
-
-  const ep_provenance prov = {.tool = "epsim",
-                              .backend = backend,
-                              .scenario_path = path,
-                              .argc = argc,
-                              .argv = argv,
-                              .scenario_fnv1a64 = scenario.content_hash,
-                              .seed = scenario.routing.seed};
-  if ((st = ep_output_write_dir(out_dir, &prov, &fabric, &plan, timelines)) != EP_OK) {
-    ep_log_error("writing outputs to %s failed: %s", out_dir, ep_status_str(st));
-    goto done;
-  }
-  printf("\nwrote %s/results.csv, %s/trace.json, %s/phases.png, %s\n", out_dir, out_dir, out_dir,
-         platform_path);
-  rc = EXIT_OK;
-done:
-  ep_fabric_free(&fabric);
-  free(timelines);
-  ep_plan_free(&plan);
-  return rc;
+  snprintf(run->backend, sizeof run->backend, "simgrid/%s", flows_name(flows));
+  run->also_wrote = state->platform_path;
+  return EP_OK;
 }
+
+/* epsim's backend registry. */
+static const ep_driver_backend simgrid_driver = {.run = simgrid_run};
+static const ep_backend_entry simgrid_entry = {
+    "simgrid", "SimGrid 3.32: flow-level network, one actor per GPU", &simgrid_driver};
+static const ep_backend_entry *const backends[] = {&simgrid_entry, NULL};
 
 int main(int argc, char **argv)
 {
-  if (argc < 2) {
-    usage(stderr);
-    return EXIT_BAD_INPUT;
-  }
-  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    usage(stdout);
-    return EXIT_OK;
-  }
-  if (!strcmp(argv[1], "--version")) {
+  ep_cli_opts opts;
+  ep_status st = ep_cli_parse(EP_CLI_EPSIM, argc, argv, &opts, stderr);
+  int rc = EP_EXIT_OK;
+  if (st != EP_OK) {
+    rc = st == EP_ERR_PARSE ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
+  } else if (opts.help) {
+    ep_cli_usage(EP_CLI_EPSIM, stdout);
+  } else if (opts.version) {
     printf("epsim %s (git %s)\n", EP_VERSION, EP_GIT_SHA);
-    return EXIT_OK;
-  }
-  const char *cmd = argv[1];
-  if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
-    fprintf(stderr, "epsim: unknown command '%s' (valid: run, check, --help, --version)\n", cmd);
-    return EXIT_BAD_INPUT;
-  }
-
-  const char *path = NULL, *out_dir = "epsim-out";
-  const char **sets = calloc((size_t)argc, sizeof *sets);
-  int n_sets = 0;
-  if (!sets) {
-    fputs("epsim: out of memory\n", stderr);
-    return EXIT_INTERNAL;
-  }
-  int rc = EXIT_BAD_INPUT;
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      rc = EXIT_OK;
-      goto done;
-    } else if (!strcmp(a, "-o") || !strcmp(a, "--set")) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "epsim: %s needs a value\n", a);
-        goto done;
-      }
-      if (!strcmp(a, "-o")) {
-        if (!strcmp(cmd, "check")) {
-          fputs("epsim: check writes nothing; -o is for run\n", stderr);
-          goto done;
-        }
-        out_dir = argv[++i];
-      } else {
-        sets[n_sets++] = argv[++i];
-      }
-    } else if (a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "epsim: unknown option '%s' (valid: -o DIR, --set key=value, --help)\n", a);
-      goto done;
-    } else if (!path) {
-      path = a;
+  } else {
+    const ep_driver_cfg cfg = {.tool = "epsim", .opts = &opts, .argc = argc, .argv = argv};
+    const ep_backend_entry *backend = ep_backend_find(backends, opts.backend);
+    ep_scenario scenario;
+    if (opts.command == EP_CLI_CHECK) {
+      if ((rc = ep_driver_load(&cfg, &scenario)) == EP_EXIT_OK)
+        print_check(opts.scenario_path, &scenario);
+    } else if (!backend) {
+      char names[256];
+      fprintf(stderr, "epsim: unknown backend '%s' (valid: %s)\n", opts.backend,
+              ep_backend_names(backends, names, sizeof names));
+      rc = EP_EXIT_BAD_INPUT;
     } else {
-      fprintf(stderr, "epsim: one scenario at a time ('%s' and '%s')\n", path, a);
-      goto done;
+      sim_state state = {.opts = &opts};
+      rc = ep_driver_main(&cfg, backend->impl, &state);
     }
   }
-  if (!path) {
-    fprintf(stderr, "epsim: %s needs a SCENARIO file\n", cmd);
-    usage(stderr);
-    goto done;
-  }
-  if (!strcmp(cmd, "check")) {
-    ep_scenario scenario;
-    ep_status st = ep_scenario_load(path, sets, n_sets, &scenario, stderr);
-    rc = st == EP_OK                               ? EXIT_OK
-         : (st == EP_ERR_PARSE || st == EP_ERR_IO) ? EXIT_BAD_INPUT
-                                                   : EXIT_INTERNAL;
-    if (rc == EXIT_OK)
-      print_check(path, &scenario);
-  } else {
-    rc = cmd_run(path, out_dir, sets, n_sets, argc, argv);
-  }
-done:
-  free(sets);
+  ep_cli_opts_free(&opts);
   return rc;
 }

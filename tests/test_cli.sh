@@ -72,4 +72,38 @@ else
   ok
 fi
 
+# SimGrid's own settings pass through after epsim's: a quieter log and a solver
+# that gives the same times change no number; results.csv records them.
+mkdir -p "$work/d"
+(cd "$work/d" && "$epsim" "${small[@]}" --log=root.thres:critical --cfg=network/optim:Lazy \
+  >stdout 2>stderr) && ok || { bad "run d with --log and --cfg"; cat "$work/d/stderr" >&2; }
+for f in results.csv trace.json platform.xml; do
+  cmp -s <(grep -v '^# argv:' "$work/a/out/$f") <(grep -v '^# argv:' "$work/d/out/$f") && ok ||
+    bad "--log and --cfg changed $f"
+done
+cmp -s "$work/a/stdout" "$work/d/stdout" && ok || bad "--log and --cfg changed the summary"
+grep -q '^# argv: .* --log=root.thres:critical --cfg=network/optim:Lazy$' "$work/d/out/results.csv" &&
+  ok || bad "results.csv records the SimGrid settings"
+# A setting SimGrid rejects (a key at init, a model name at the platform load)
+# is bad input with SimGrid's reason, not an abort, and writes nothing.
+expect_rc 1 "a SimGrid key SimGrid rejects" "$epsim" run "$src/scenarios/default.yaml" \
+  -o "$work/bad-cfg" --cfg=nonsense:1
+grep -q "SimGrid rejects --cfg=nonsense:1: .*Bad config key: nonsense" "$work/err" && ok ||
+  { bad "bad --cfg message"; cat "$work/err" >&2; }
+expect_rc 1 "a SimGrid model SimGrid rejects" "$epsim" run "$src/scenarios/default.yaml" \
+  -o "$work/bad-cfg" --cfg=network/model:Nope
+grep -q "SimGrid rejects --cfg=network/model:Nope: Model 'Nope' is invalid" "$work/err" && ok ||
+  { bad "bad model message"; cat "$work/err" >&2; }
+expect_rc 1 "a SimGrid log spec SimGrid rejects" "$epsim" run "$src/scenarios/default.yaml" \
+  -o "$work/bad-cfg" --log=bogus
+[ ! -e "$work/bad-cfg" ] && ok || bad "a bad SimGrid setting created the output directory"
+expect_rc 1 "--cfg is for run" "$epsim" check "$src/scenarios/default.yaml" --cfg=network/optim:Full
+grep -q "epsim: --cfg is for epsim run, not epsim check" "$work/err" && ok || bad "--cfg for check message"
+expect_rc 1 "unknown backend" "$epsim" run "$src/scenarios/default.yaml" -o "$work/bad-cfg" --backend tpu
+grep -q "epsim: unknown backend 'tpu' (valid: simgrid)" "$work/err" && ok || bad "unknown backend message"
+expect_rc 1 "-o needs a value" "$epsim" run "$src/scenarios/default.yaml" -o
+grep -q "epsim: -o needs a value" "$work/err" && ok || bad "-o needs a value message"
+grep -q "unknown option '--bogus'" <("$epsim" run "$src/scenarios/default.yaml" --bogus 2>&1) && ok ||
+  bad "unknown option message"
+
 finish test_cli

@@ -514,16 +514,20 @@ static void deterministic_and_errors(void)
   CHECK(memcmp(a, b, sizeof a) == 0);
   /* SimGrid settings of the caller: a setting epsim makes too (pair flows
    * solve Full) and a quieter log change nothing; one SimGrid rejects, at
-   * initialisation or at the platform load, is bad input, not an abort. */
+   * initialisation or at the platform load, is bad input, found without an abort. */
   char *same[] = {"--cfg=network/optim:Full", "--log=root.thres:critical"};
   CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, same, 2, b), EP_OK);
   CHECK(memcmp(a, b, sizeof a) == 0);
+  CHECK_EQ_INT(ep_sim_check_settings(same, 2), EP_OK);
+  CHECK_EQ_INT(ep_sim_check_settings(NULL, 0), EP_OK);
   char *bad_key[] = {"--cfg=nonsense:1"}, *bad_value[] = {"--cfg=network/TCP-gamma:abc"},
-       *bad_model[] = {"--cfg=network/model:Nope"}, *bad_log[] = {"--log=bogus"};
-  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_key, 1, b), EP_ERR_PARSE);
-  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_value, 1, b), EP_ERR_PARSE);
-  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_model, 1, b), EP_ERR_PARSE);
-  CHECK_EQ_INT(simulate_with(&sc, &plan, EP_FLOWS_PAIR, bad_log, 1, b), EP_ERR_PARSE);
+       *bad_model[] = {"--cfg=network/model:Nope"}, *bad_log[] = {"--log=bogus"},
+       *bad_form[] = {"--cfg=network/optim:Full", "--cfg=help"};
+  CHECK_EQ_INT(ep_sim_check_settings(bad_key, 1), EP_ERR_PARSE);
+  CHECK_EQ_INT(ep_sim_check_settings(bad_value, 1), EP_ERR_PARSE);
+  CHECK_EQ_INT(ep_sim_check_settings(bad_model, 1), EP_ERR_PARSE);
+  CHECK_EQ_INT(ep_sim_check_settings(bad_log, 1), EP_ERR_PARSE);
+  CHECK_EQ_INT(ep_sim_check_settings(bad_form, 2), EP_ERR_PARSE);
   /* The caller's setting wins over epsim's: a TCP window of 1000 bytes caps
    * each flow at window / round-trip time, far below the links. */
   char *slow[] = {"--cfg=network/TCP-gamma:1000"};

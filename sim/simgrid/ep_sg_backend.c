@@ -536,75 +536,118 @@ static ep_status simgrid_argv(const ep_sim_cfg *cfg, int64_t max_actors, int *ar
   return EP_OK;
 }
 
-/* SimGrid aborts the process on a setting it rejects (an uncaught C++
- * exception, or xbt_die), which C cannot catch. So with settings of the
- * caller, a child process tries the command line first, through simgrid_init
- * and the platform load (where model names are checked); its stderr comes back
- * through a pipe for SimGrid's reason. EP_ERR_PARSE when the child failed. */
-static ep_status probe_simgrid_argv(int argc, const ep_sim_cfg *cfg)
+/* A platform of one host for the trial run: loading any platform makes SimGrid
+ * create its models, which is where it checks their names. */
+static const char probe_platform[] =
+    "<?xml version='1.0'?>\n"
+    "<!DOCTYPE platform SYSTEM \"https://simgrid.org/simgrid.dtd\">\n"
+    "<platform version=\"4.1\"><zone id=\"probe\" routing=\"Full\">"
+    "<host id=\"probe\" speed=\"1f\"/></zone></platform>\n";
+
+/* The trial run of ep_sim_check_settings in a child process: SimGrid's stderr
+ * into fd, stdout to /dev/null; never returns. */
+static void probe_child(char **argv, const char *platform_path, int fd)
 {
-  int fds[2];
+  const int null_fd = open("/dev/null", O_WRONLY);
+  if (null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+    _exit(127);
+  int argc = 0;
+  while (argv[argc])
+    argc++;
+  simgrid_init(&argc, argv);
+  simgrid_load_platform(platform_path);
+  _exit(0);
+}
+
+/* Reads fd to its end into text (cut to size - 1, always terminated). */
+static void read_text(int fd, char *text, size_t size)
+{
+  size_t used = 0;
+  for (;;) { /* keep the start, drain the rest */
+    char chunk[4096];
+    const ssize_t k = read(fd, chunk, sizeof chunk);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    const size_t take = (size_t)k < size - 1 - used ? (size_t)k : size - 1 - used;
+    memcpy(text + used, chunk, take);
+    used += take;
+  }
+  text[used] = '\0';
+}
+
+ep_status ep_sim_check_settings(char *const *args, int n_args)
+{
+  if (n_args <= 0)
+    return EP_OK;
+  ep_status st = EP_ERR_IO;
+  char **argv = calloc((size_t)n_args + 2, sizeof *argv);
+  char platform[4096];
+  const char *tmp = getenv("TMPDIR");
+  snprintf(platform, sizeof platform, "%s/epsim-probe-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  int fds[2] = {-1, -1};
+  const int pf = argv ? mkstemp(platform) : -1;
+  if (!argv || pf < 0 ||
+      write(pf, probe_platform, sizeof probe_platform - 1) !=
+          (ssize_t)(sizeof probe_platform - 1)) {
+    ep_log_error("SimGrid backend: cannot write a trial platform %s: %s", platform,
+                 argv ? strerror(errno) : "out of memory");
+    goto done;
+  }
+  argv[0] = "epsim";
+  memcpy(argv + 1, args, (size_t)n_args * sizeof *argv);
   if (pipe(fds) != 0) {
     ep_log_error("SimGrid backend: pipe failed: %s", strerror(errno));
-    return EP_ERR_IO;
+    goto done;
   }
   fflush(stdout);
   fflush(stderr);
   const pid_t pid = fork();
   if (pid < 0) {
     ep_log_error("SimGrid backend: fork failed: %s", strerror(errno));
-    close(fds[0]);
-    close(fds[1]);
-    return EP_ERR_IO;
+    goto done;
   }
-  if (pid == 0) { /* the child only: it never returns */
-    const int null_fd = open("/dev/null", O_WRONLY);
-    if (null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0)
-      _exit(127);
-    int child_argc = argc;
-    simgrid_init(&child_argc, sg_argv);
-    simgrid_load_platform(cfg->platform_xml_path);
-    _exit(0);
-  }
+  if (pid == 0)
+    probe_child(argv, platform, fds[1]);
   close(fds[1]);
+  fds[1] = -1;
   char text[8192];
-  size_t used = 0;
-  for (;;) { /* keep the start, drain the rest */
-    char chunk[4096];
-    const ssize_t k = read(fds[0], chunk, sizeof chunk);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      break;
-    const size_t take = (size_t)k < sizeof text - 1 - used ? (size_t)k : sizeof text - 1 - used;
-    memcpy(text + used, chunk, take);
-    used += take;
-  }
-  text[used] = '\0';
-  close(fds[0]);
+  read_text(fds[0], text, sizeof text);
   int wstatus = 0;
   if (waitpid(pid, &wstatus, 0) != pid) {
     ep_log_error("SimGrid backend: waitpid failed: %s", strerror(errno));
-    return EP_ERR_IO;
+    goto done;
   }
+  st = EP_OK;
   if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
-    return EP_OK;
-  char args[1024] = "";
-  for (int i = 0, used_args = 0; i < cfg->n_simgrid_args && used_args < (int)sizeof args; i++) {
-    const int k = snprintf(args + used_args, sizeof args - (size_t)used_args, "%s%s", i ? " " : "",
-                           cfg->simgrid_args[i]);
-    used_args += k > 0 ? k : 0;
+    goto done;
+  char given[1024] = "";
+  for (int i = 0, used = 0; i < n_args && used < (int)sizeof given; i++) {
+    const int k =
+        snprintf(given + used, sizeof given - (size_t)used, "%s%s", i ? " " : "", args[i]);
+    used += k > 0 ? k : 0;
   }
   const char *why = strstr(text, "CRITICAL] ");
   if (why) {
     why += strlen("CRITICAL] ");
-    ep_log_error("SimGrid rejects %s: %.*s", args, (int)strcspn(why, "\n"), why);
+    ep_log_error("SimGrid rejects %s: %.*s", given, (int)strcspn(why, "\n"), why);
   } else {
-    ep_log_error("SimGrid rejects %s (its trial run ended with %s %d)", args,
+    ep_log_error("SimGrid rejects %s (its trial run ended with %s %d)", given,
                  WIFSIGNALED(wstatus) ? "signal" : "exit status",
                  WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
   }
-  return EP_ERR_PARSE;
+  st = EP_ERR_PARSE;
+done:
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+  if (pf >= 0) {
+    close(pf);
+    unlink(platform);
+  }
+  free(argv);
+  return st;
 }
 
 static void ctx_free(sg_ctx *ctx)
@@ -666,8 +709,6 @@ ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_
   sg_initialised = 1; /* from here on, whatever happens */
   int sg_argc = 0;
   if ((st = simgrid_argv(cfg, (int64_t)n + max_helpers(n, &fabric, cfg->flows), &sg_argc)) != EP_OK)
-    goto done;
-  if (cfg->n_simgrid_args > 0 && (st = probe_simgrid_argv(sg_argc, cfg)) != EP_OK)
     goto done;
   simgrid_init(&sg_argc, sg_argv);
   /* Parse errors abort inside SimGrid (C++ exceptions cannot reach C); the

@@ -21,11 +21,18 @@ typedef struct ep_sim_cfg {
   int n_simgrid_args;
 } ep_sim_cfg;
 
+/* Tries SimGrid settings (as ep_sim_cfg.simgrid_args) in a child process,
+ * through simgrid_init and a platform load, where SimGrid checks keys, values,
+ * log specs and model names. EP_OK, or EP_ERR_PARSE with SimGrid's reason
+ * logged ("SimGrid rejects --cfg=nonsense:1: ... Bad config key: nonsense");
+ * EP_ERR_IO when the trial cannot run. No settings: EP_OK at once. */
+ep_status ep_sim_check_settings(char *const *args, int n_args);
+
 /* Simulates one layer. timelines: [out] [plan->n_ranks]. SimGrid can be
  * initialised once per process, so call this at most once per process.
- * EP_ERR_PARSE when SimGrid rejects a setting of simgrid_args (logged with
- * SimGrid's reason): SimGrid aborts the process on those, so they are tried
- * first in a child process, through initialisation and the platform load. */
+ * SimGrid aborts the process on a setting of cfg->simgrid_args it rejects (an
+ * uncaught C++ exception or xbt_die, which C cannot catch): check them with
+ * ep_sim_check_settings first. */
 ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_sim_cfg *cfg,
                      ep_rank_timeline *timelines);
 

@@ -1,0 +1,118 @@
+/* The driver both CLIs share: scenario -> plan -> the tool's backend ->
+ * summary, table and files. Everything tool-specific comes through the
+ * backend's callbacks. */
+#include "ep_driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ep_config.h"
+#include "ep_fabric.h"
+#include "ep_output.h"
+#include "ep_report.h"
+
+int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out)
+{
+  const ep_cli_opts *o = cfg->opts;
+  const ep_status st =
+      ep_scenario_load(o->scenario_path, o->sets, o->n_sets, out, cfg->err ? cfg->err : stderr);
+  if (st == EP_OK)
+    return EP_EXIT_OK;
+  return st == EP_ERR_PARSE || st == EP_ERR_IO ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
+}
+
+ep_status ep_driver_make_out_dir(const char *dir)
+{
+  if (ep_make_dirs(dir) != 0) {
+    ep_log_error("cannot create output directory %s: %s", dir, strerror(errno));
+    return EP_ERR_PARSE;
+  }
+  return EP_OK;
+}
+
+/* The reporting process's part: summary, head, table, files, "wrote" line. */
+static int report(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user,
+                  const ep_driver_run *run, FILE *out)
+{
+  const ep_scenario *s = run->scenario;
+  const ep_plan *plan = run->plan;
+  const char *dir = cfg->opts->out_dir;
+  ep_fabric fabric;
+  ep_summary summary;
+  ep_status st = ep_fabric_init(&fabric, &s->cluster, plan->n_ranks);
+  if (st == EP_OK)
+    st = ep_report_summarize(&fabric, plan, run->timelines, &summary);
+  if (st != EP_OK) {
+    ep_log_error("summary failed: %s", ep_status_str(st));
+    ep_fabric_free(&fabric);
+    return EP_EXIT_INTERNAL;
+  }
+  if (backend->print_head)
+    backend->print_head(user, run, out);
+  else
+    fprintf(out, "%s %s: %s, backend %s\n", cfg->tool, EP_VERSION, cfg->opts->scenario_path,
+            run->backend);
+  ep_report_header header;
+  ep_scenario_report_header(s, &header);
+  ep_report_print(&header, &fabric, plan, &summary, out);
+
+  int rc = EP_EXIT_OK;
+  const ep_provenance prov = {.tool = cfg->tool,
+                              .backend = run->backend,
+                              .scenario_path = cfg->opts->scenario_path,
+                              .argc = cfg->argc,
+                              .argv = cfg->argv,
+                              .scenario_fnv1a64 = s->content_hash,
+                              .seed = s->routing.seed};
+  if (ep_driver_make_out_dir(dir) != EP_OK) {
+    rc = EP_EXIT_BAD_INPUT;
+  } else if ((st = ep_output_write_dir(dir, &prov, &fabric, plan, run->timelines)) != EP_OK) {
+    ep_log_error("writing outputs to %s failed: %s", dir, ep_status_str(st));
+    rc = EP_EXIT_INTERNAL;
+  } else {
+    fprintf(out, "\nwrote %s/results.csv, %s/trace.json, %s/phases.png%s%s\n", dir, dir, dir,
+            run->also_wrote ? ", " : "", run->also_wrote ? run->also_wrote : "");
+  }
+  ep_fabric_free(&fabric);
+  return rc;
+}
+
+int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user)
+{
+  if (!cfg || !cfg->opts || !cfg->tool || !backend || !backend->run)
+    return EP_EXIT_INTERNAL;
+  ep_scenario scenario;
+  int rc = ep_driver_load(cfg, &scenario);
+  if (rc != EP_EXIT_OK)
+    return rc;
+  ep_router *router = NULL;
+  ep_plan plan = {0};
+  if (ep_scenario_build_plan(&scenario, &router, &plan) != EP_OK)
+    return EP_EXIT_INTERNAL;
+
+  rc = EP_EXIT_INTERNAL;
+  ep_driver_run run = {.cfg = cfg,
+                       .scenario = &scenario,
+                       .plan = &plan,
+                       .router = router,
+                       .timelines = calloc((size_t)plan.n_ranks, sizeof *run.timelines),
+                       .reporting = 1};
+  if (!run.timelines) {
+    ep_log_error("out of memory for %d timelines", (int)plan.n_ranks);
+    goto done;
+  }
+  const ep_status st = backend->run(user, &run);
+  if (st != EP_OK) {
+    rc = st == EP_ERR_PARSE ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
+    goto done;
+  }
+  FILE *out = cfg->out ? cfg->out : stdout;
+  rc = run.reporting ? report(cfg, backend, user, &run, out) : EP_EXIT_OK;
+  fflush(out);
+done:
+  free(run.timelines);
+  ep_plan_free(&plan);
+  ep_router_free(router);
+  return rc;
+}
