@@ -43,11 +43,10 @@ static const flag_row rows[] = {
     {"set", 0, "KEY=VALUE", EP_CLI_ALL, KIND_SET, 0, 0, 0,
      "override one scenario key (repeatable),\ne.g. --set workload.seed=7"},
     {"backend", 0, "NAME", EP_CLI_RUN, KIND_STRING, FIELD(backend), 0, 0,
-     "the simulator backend (default simgrid)"},
+     "the simulator backend (default simgrid), one of:"},
     {"backend", 0, "NAME", EP_CLI_REAL, KIND_STRING, FIELD(backend), 0, 0,
-     "auto (nccl if built and a GPU is present, else cpu), cpu, nccl,\n"
-     "cuda-ipc (nccl's kernels, rows moved by CUDA IPC copies: ranks\n"
-     "on one node may share a GPU; for testing, not for timings)"},
+     "auto: the first GPU backend built with a visible GPU, else cpu;\n"
+     "or one of (* not built into this epsim-real):"},
     {"cfg", 0, "KEY:VALUE", EP_CLI_RUN, KIND_SIMGRID, 0, 0, 0,
      "a SimGrid setting in SimGrid's syntax (repeatable), e.g.\n"
      "--cfg=network/optim:Full. Given after epsim's own settings\n"
@@ -158,7 +157,7 @@ static const char *command_name(unsigned command)
                                    : "epsim-real";
 }
 
-void ep_cli_usage(ep_cli_tool tool, FILE *out)
+void ep_cli_usage(ep_cli_tool tool, const ep_backend_entry *const *backends, FILE *out)
 {
   const tool_desc *t = &tools[tool];
   fputs(t->head, out);
@@ -178,6 +177,9 @@ void ep_cli_usage(ep_cli_tool tool, FILE *out)
         fprintf(out, "%*s", HELP_COLUMN + 3, "");
     }
     fputc('\n', out);
+    for (int b = 0; r->field == FIELD(backend) && backends && backends[b]; b++)
+      fprintf(out, "%*s%-9s%s%s\n", HELP_COLUMN + 3, "", backends[b]->name,
+              backends[b]->impl ? "" : "* ", backends[b]->description);
   }
   fputs(t->tail, out);
 }
@@ -405,7 +407,7 @@ ep_status ep_cli_parse(ep_cli_tool tool, int argc, char **argv, ep_cli_opts *o, 
 
   if (!o->command) {
     if (err && argc < 2)
-      ep_cli_usage(tool, err); /* "epsim" alone */
+      ep_cli_usage(tool, NULL, err); /* "epsim" alone */
     else if (err)
       fprintf(err, "%s: which command? (valid: run, check, --help, --version)\n", t->name);
     return EP_ERR_PARSE;
@@ -426,7 +428,7 @@ ep_status ep_cli_parse(ep_cli_tool tool, int argc, char **argv, ep_cli_opts *o, 
       else
         fprintf(err, "%s: %s needs a SCENARIO file\n", t->name,
                 o->command == EP_CLI_RUN ? "run" : "check");
-      ep_cli_usage(tool, err);
+      ep_cli_usage(tool, NULL, err);
     }
     return EP_ERR_PARSE;
   }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ep_engine.h"
 #include "ep_status.h"
 
 typedef enum {
@@ -62,8 +63,11 @@ ep_status ep_cli_parse(ep_cli_tool tool, int argc, char **argv, ep_cli_opts *out
 /* Frees what *o owns and zeroes it; NULL is a no-op. */
 void ep_cli_opts_free(ep_cli_opts *o);
 
-/* Prints the tool's usage and the help of every flag it takes. */
-void ep_cli_usage(ep_cli_tool tool, FILE *out);
+/* Prints the tool's usage and the help of every flag it takes; under
+ * --backend, each row of backends (the tool's registry, NULL-terminated; NULL:
+ * none) with its description, marked "*" where its impl is NULL (a backend
+ * this build of the tool lacks). */
+void ep_cli_usage(ep_cli_tool tool, const ep_backend_entry *const *backends, FILE *out);
 
 /* "12", "64M", "1.5G", "8GiB" -> bytes (binary suffixes K, M, G, T); -1 when
  * malformed or not positive. */

@@ -64,7 +64,8 @@ typedef struct ep_backend_ops {
 typedef struct ep_backend_entry {
   const char *name;        /* "simgrid", "cpu", "nccl", "cuda-ipc" */
   const char *description; /* one line, for --help */
-  const void *impl;        /* the tool's own description of the backend, static */
+  const void *impl;        /* the tool's own description of the backend, static;
+                            * NULL: a backend this build of the tool lacks */
 } ep_backend_entry;
 
 /* The entry of table named name; NULL when there is none (or name is NULL). */

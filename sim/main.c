@@ -105,7 +105,7 @@ int main(int argc, char **argv)
   if (st != EP_OK) {
     rc = st == EP_ERR_PARSE ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
   } else if (opts.help) {
-    ep_cli_usage(EP_CLI_EPSIM, stdout);
+    ep_cli_usage(EP_CLI_EPSIM, backends, stdout);
   } else if (opts.version) {
     printf("epsim %s (git %s)\n", EP_VERSION, EP_GIT_SHA);
   } else {

@@ -229,7 +229,9 @@ static void test_usage(void)
   char *buf = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
-  ep_cli_usage(EP_CLI_EPSIM, f);
+  static const ep_backend_entry sim = {"simgrid", "the simulator", &sim};
+  const ep_backend_entry *const sims[] = {&sim, NULL};
+  ep_cli_usage(EP_CLI_EPSIM, sims, f);
   CHECK(fclose(f) == 0);
   CHECK(starts_with(buf, "usage: epsim run SCENARIO [options]\n"));
   CHECK_STR_CONTAINS(buf, "\n  -o DIR               run: output directory (default epsim-out)\n");
@@ -237,15 +239,23 @@ static void test_usage(void)
   CHECK_STR_CONTAINS(buf, "\n  --cfg=KEY:VALUE      run: a SimGrid setting in SimGrid's syntax");
   CHECK_STR_CONTAINS(buf, "(repeatable), e.g.\n                       --cfg=network/optim:Full.");
   CHECK_STR_CONTAINS(buf, "\n  -h, --help           print this help\n");
+  CHECK_STR_CONTAINS(buf, "\n  --backend NAME       run: the simulator backend (default simgrid), "
+                          "one of:\n                       simgrid  the simulator\n");
   CHECK(!strstr(buf, "--dump-output"));
   free(buf);
   f = open_memstream(&buf, &len);
-  ep_cli_usage(EP_CLI_EPSIM_REAL, f);
+  /* A row without impl is a backend this build lacks. */
+  static const ep_backend_entry cpu = {"cpu", "host", &cpu}, nccl = {"nccl", "GPUs", NULL};
+  const ep_backend_entry *const reals[] = {&cpu, &nccl, NULL};
+  ep_cli_usage(EP_CLI_EPSIM_REAL, reals, f);
   CHECK(fclose(f) == 0);
   CHECK(starts_with(buf, "usage: mpirun -np EP epsim-real SCENARIO [options]\n"));
   CHECK_STR_CONTAINS(buf, "\n  -o DIR               output directory (default epsim-real-out)\n");
   CHECK_STR_CONTAINS(buf, "\n  --max-mem BYTES      cpu backend: memory limit per rank");
   CHECK_STR_CONTAINS(buf, "\n  --version            print the version\n");
+  CHECK_STR_CONTAINS(buf,
+                     "(* not built into this epsim-real):\n                       cpu      host\n"
+                     "                       nccl     * GPUs\n  --dump-output FILE");
   CHECK(!strstr(buf, "--cfg") && !strstr(buf, "run:"));
   free(buf);
 }
