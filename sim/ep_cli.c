@@ -67,17 +67,6 @@ static const flag_row rows[] = {
     {"max-mem", 0, "BYTES", EP_CLI_REAL, KIND_BYTES, FIELD(max_mem_bytes), 0, 0,
      "cpu backend: memory limit per rank, suffix K/M/G/T allowed\n"
      "(default: physical RAM / ranks on the node)"},
-    {"sweep", 0, NULL, EP_CLI_REAL, KIND_SWITCH, FIELD(sweep), 0, 0,
-     "time grouped GEMM, permute, combine and router over a grid of\n"
-     "shapes (hidden, intermediate, experts, top-k from the scenario)\n"
-     "and write DIR/sweep.csv; one rank"},
-    {"sweep-tokens", 0, "LIST", EP_CLI_REAL, KIND_STRING, FIELD(sweep_tokens), 0, 0,
-     "tokens per expert, comma-separated (default 8,16,...,2048 on\n"
-     "nccl, 8,16,32,64 on cpu)"},
-    {"sweep-experts", 0, "LIST", EP_CLI_REAL, KIND_STRING, FIELD(sweep_experts), 0, 0,
-     "local experts, comma-separated (default n_experts / ep)"},
-    {"repeats", 0, "N", EP_CLI_REAL, KIND_INT, FIELD(repeats), 1, 1000000,
-     "timed repeats per sweep point (default 20 nccl, 3 cpu)"},
     {"help", 'h', NULL, EP_CLI_ALL, KIND_SWITCH, FIELD(help), 0, 0, "print this help"},
     {"version", 0, NULL, EP_CLI_ALL, KIND_SWITCH, FIELD(version), 0, 0, "print the version"},
 };
@@ -113,7 +102,6 @@ static const tool_desc tools[] = {
     [EP_CLI_EPSIM_REAL] =
         {"epsim-real", EP_CLI_REAL,
          "usage: mpirun -np EP epsim-real SCENARIO [options]\n"
-         "       epsim-real SCENARIO --sweep [options]\n"
          "       epsim-real --help | --version\n"
          "\n"
          "Runs one MoE layer (dispatch all-to-all, expert SwiGLU GEMM, combine all-to-all)\n"

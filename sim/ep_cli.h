@@ -43,14 +43,10 @@ typedef struct ep_cli_opts {
   char **simgrid_args;
   int n_simgrid_args;
   /* epsim-real */
-  const char *dump_path;     /* --dump-output FILE; NULL: none */
-  int64_t check_tokens;      /* --check-tokens N, default 8 */
-  int64_t warmup;            /* --warmup N, default 1 */
-  double max_mem_bytes;      /* --max-mem BYTES (K/M/G/T suffixes); 0: the backend's default */
-  int sweep;                 /* --sweep */
-  const char *sweep_tokens;  /* --sweep-tokens LIST; NULL: default */
-  const char *sweep_experts; /* --sweep-experts LIST; NULL: default */
-  int64_t repeats;           /* --repeats N; 0: the backend's default */
+  const char *dump_path; /* --dump-output FILE; NULL: none */
+  int64_t check_tokens;  /* --check-tokens N, default 8 */
+  int64_t warmup;        /* --warmup N, default 1 */
+  double max_mem_bytes;  /* --max-mem BYTES (K/M/G/T suffixes); 0: the backend's default */
 } ep_cli_opts;
 
 /* Parses argv (argv[0] is the program) into *out, which it initialises. On

@@ -15,16 +15,19 @@
  *   MPI_Init; ep_cli_parse(EP_CLI_EPSIM_REAL, argc, argv, &opts, rank ? NULL : stderr);
  *   cfg = {.tool = "epsim-real", .opts = &opts, .argc, .argv,
  *          .err = rank ? a /dev/null stream : stderr};
- *   rc = ep_driver_main(&cfg, &real_backend, &real_state);  (--sweep: ep_driver_load instead)
+ *   rc = ep_driver_main(&cfg, &real_backend, &real_state);
  *   MPI_Finalize; return rc.
  * Its run callback checks what only it can (dtypes, parallel.ep == ranks,
  * memory fit, GPU presence: EP_ERR_PARSE, nothing created), runs its own rank
  * through ep_engine_run_rank, checks the output, MPI_Gathers every rank's
  * timeline into run->timelines on rank 0 and sets run->reporting = (rank == 0);
- * all ranks return the same status (an MPI_Allreduce of it). Its print_head
- * prints "epsim-real VERSION: SCENARIO, backend B, N ranks, dispatch D rows",
- * the output check line and a blank line; --dump-output's file goes in
- * also_wrote. The driver then reports on rank 0 only and creates -o there. */
+ * all ranks return the same status (an MPI_Allreduce of it); a failed output
+ * check is logged by rank 0 and returned as EP_ERR_BACKEND, so nothing is
+ * written. Its print_head prints "epsim-real VERSION: SCENARIO, backend B,
+ * N ranks, dispatch D rows", the output check line and a blank line;
+ * --dump-output's file goes in also_wrote. The driver then reports on rank 0
+ * only and creates -o there. The legacy ep_summary_compute, ep_summary_print
+ * and ep_output_write (ep_scenario.h) go once real/main.c runs this way. */
 #ifndef EP_DRIVER_H
 #define EP_DRIVER_H
 

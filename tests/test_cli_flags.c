@@ -152,16 +152,13 @@ static void test_real(void)
   CHECK(!strcmp(o.backend, "auto"));
   CHECK_EQ_INT(o.check_tokens, 8);
   CHECK_EQ_INT(o.warmup, 1);
-  CHECK_EQ_INT(o.repeats, 0);
-  CHECK_EQ_INT(o.sweep, 0);
-  CHECK(o.max_mem_bytes == 0 && !o.dump_path && !o.sweep_tokens && !o.sweep_experts);
+  CHECK(o.max_mem_bytes == 0 && !o.dump_path);
   ep_cli_opts_free(&o);
 
   CHECK_EQ_INT(parse(EP_CLI_EPSIM_REAL,
                      ARGV("epsim-real", "--backend", "cpu", "x.yaml", "-o", "d", "--dump-output",
                           "o.bin", "--check-tokens", "40", "--warmup", "0", "--max-mem", "64K",
-                          "--sweep", "--sweep-tokens", "4,8", "--sweep-experts", "1,2", "--repeats",
-                          "2", "--set", "parallel.ep=1"),
+                          "--set", "parallel.ep=1"),
                      &o),
                EP_OK);
   CHECK(!strcmp(o.backend, "cpu"));
@@ -170,9 +167,6 @@ static void test_real(void)
   CHECK_EQ_INT(o.check_tokens, 40);
   CHECK_EQ_INT(o.warmup, 0);
   CHECK(o.max_mem_bytes == 64 * 1024);
-  CHECK_EQ_INT(o.sweep, 1);
-  CHECK(!strcmp(o.sweep_tokens, "4,8") && !strcmp(o.sweep_experts, "1,2"));
-  CHECK_EQ_INT(o.repeats, 2);
   CHECK_EQ_INT(o.n_sets, 1);
   ep_cli_opts_free(&o);
 
@@ -182,8 +176,7 @@ static void test_real(void)
   ep_cli_opts_free(&o);
 
   const char *valid = "(valid: -o, --set, --backend, --dump-output, --check-tokens, --warmup, "
-                      "--max-mem, --sweep, --sweep-tokens, --sweep-experts, --repeats, --help, "
-                      "--version)\n";
+                      "--max-mem, --help, --version)\n";
   char msg[512];
   snprintf(msg, sizeof msg, "epsim-real: unknown option '--bogus' %s", valid);
   bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--bogus"), msg);
@@ -195,10 +188,13 @@ static void test_real(void)
       "epsim-real: --check-tokens wants an integer in 0..1000000, got '-1'\n");
   bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--warmup", "2x"),
       "epsim-real: --warmup wants an integer in 0..1000000, got '2x'\n");
-  bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--repeats", "0"),
-      "epsim-real: --repeats wants an integer in 1..1000000, got '0'\n");
-  bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--repeats", ""),
-      "epsim-real: --repeats wants an integer in 1..1000000, got ''\n");
+  bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--check-tokens", "1000001"),
+      "epsim-real: --check-tokens wants an integer in 0..1000000, got '1000001'\n");
+  bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--warmup", ""),
+      "epsim-real: --warmup wants an integer in 0..1000000, got ''\n");
+  /* The kernel benchmark's flags are bench_kernels', not epsim-real's. */
+  snprintf(msg, sizeof msg, "epsim-real: unknown option '--sweep' %s", valid);
+  bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--sweep"), msg);
   bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "x.yaml", "--max-mem", "12Q"),
       "epsim-real: --max-mem wants bytes like 8G or 512M, got '12Q'\n");
   bad(EP_CLI_EPSIM_REAL, ARGV("epsim-real", "a.yaml", "b.yaml"),
