@@ -58,7 +58,6 @@ _Static_assert(sizeof((ep_model_cfg *)0)->name == EP__NAME_MAX + 1, "model name 
 
 static const char *const ep__placements[] = {"contiguous", "round_robin", NULL};
 static const char *const ep__routings[] = {"uniform", "zipf", "hot", NULL};
-static const char *const ep__fabrics[] = {"nonblocking", NULL};
 static const char *const ep__flows[] = {"auto", "pair", "port", NULL};
 
 _Static_assert(EP_PLACEMENT_CONTIGUOUS == 0 && EP_PLACEMENT_ROUND_ROBIN == 1, "placement order");
@@ -113,7 +112,7 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
     [K_NVLINK_LAT] = EP__NUM(S_CLUSTER, "nvlink_latency_us", 0, 0, HUGE_VAL, 1, 0, "number >= 0"),
     [K_NIC_GBPS] = EP__NUM(S_CLUSTER, "nic_GBps", 0, 1, HUGE_VAL, 1, 0, "number > 0"),
     [K_NIC_LAT] = EP__NUM(S_CLUSTER, "nic_latency_us", 0, 0, HUGE_VAL, 1, 0, "number >= 0"),
-    [K_FABRIC] = EP__ENUM(S_CLUSTER, "fabric", ep__fabrics),
+    [K_FABRIC] = EP__ENUM(S_CLUSTER, "fabric", ep_fabric_kind_names),
     [K_EP] = EP__INT_REQUIRED(S_PARALLEL, "ep", 1, 65536, "integer 1..65536"),
     [K_TP] = EP__INT(S_PARALLEL, "tp", 1, 1, "1, tp > 1 is not supported yet"),
     [K_DP] = EP__INT(S_PARALLEL, "dp", 1, 1, "1, dp > 1 is not supported yet"),

@@ -88,6 +88,8 @@ static const ep_cluster_preset_desc presets[] = {EP_CLUSTER_PRESETS(EP_PRESET_RO
 
 #define N_PRESETS ((int32_t)(sizeof presets / sizeof presets[0]))
 
+const char *const ep_fabric_kind_names[] = {"nonblocking", NULL};
+
 const char *const ep_cluster_preset_names[] = {EP_CLUSTER_PRESETS(EP_PRESET_NAME) NULL};
 
 const ep_cluster_preset_desc *ep_cluster_presets(int32_t *n)

@@ -32,6 +32,10 @@ const ep_gpu_spec *ep_gpu_catalog(int32_t *n);
 
 typedef enum { EP_FABRIC_NONBLOCKING } ep_fabric_kind;
 
+/* The fabric kinds' names in enum order, NULL-terminated: cluster.fabric's
+ * valid values ("nonblocking"). */
+extern const char *const ep_fabric_kind_names[];
+
 typedef struct ep_cluster {
   char preset[32];        /* "" for an explicit description */
   const ep_gpu_spec *gpu; /* catalog entry, never NULL once valid */
