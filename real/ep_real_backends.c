@@ -10,66 +10,57 @@
 #include "ep_config.h"
 #include "ep_real.h"
 
+/* Transport, compute, one GPU per rank, one node. */
+static const ep_real_backend cpu = {&ep_transport_mpi, &ep_compute_ref, 0, 0};
 /* GPU(x) is x where the CUDA + NCCL sources are built, else NULL. */
 #if EP_HAVE_CUDA && EP_HAVE_NCCL
+static const ep_real_backend nccl = {&ep_transport_nccl, &ep_compute_cuda, 1, 0};
+static const ep_real_backend cuda_ipc = {&ep_transport_ipc, &ep_compute_cuda, 0, 1};
 #define GPU(x) (x)
 #else
 #define GPU(x) NULL
 #endif
 
-/* Name, description, transport, compute, one GPU per rank, one node. */
-static const ep_real_backend backends[] = {
-    {"cpu", "MPI_Alltoallv, C reference kernels, host memory", &ep_transport_mpi, &ep_compute_ref,
-     0, 0},
-    {"nccl", "grouped ncclSend/ncclRecv, CUDA kernels, one GPU per rank", GPU(&ep_transport_nccl),
-     GPU(&ep_compute_cuda), 1, 0},
-    {"cuda-ipc", "CUDA IPC copies, CUDA kernels, one node, shared GPUs: for tests",
-     GPU(&ep_transport_ipc), GPU(&ep_compute_cuda), 0, 1},
-};
+static const ep_backend_entry cpu_row = {"cpu", "MPI_Alltoallv, C reference kernels, host memory",
+                                         &cpu};
+static const ep_backend_entry nccl_row = {
+    "nccl", "grouped ncclSend/ncclRecv, CUDA kernels, one GPU per rank", GPU(&nccl)};
+static const ep_backend_entry cuda_ipc_row = {
+    "cuda-ipc", "CUDA IPC copies, CUDA kernels, one node, shared GPUs: for tests", GPU(&cuda_ipc)};
 
-const ep_real_backend *ep_real_backend_at(int32_t i)
+const ep_backend_entry *const ep_real_backends[] = {&cpu_row, &nccl_row, &cuda_ipc_row, NULL};
+
+/* A GPU backend of this build with a device visible to this process. */
+static int has_gpu(const ep_backend_entry *be)
 {
-  return i >= 0 && i < (int32_t)(sizeof backends / sizeof backends[0]) ? &backends[i] : NULL;
+  const ep_real_backend *impl = be->impl;
+  return impl->compute->on_gpu && impl->compute->device_count() > 0;
 }
 
-const ep_real_backend *ep_real_backend_find(const char *name)
+ep_status ep_real_backend_pick(const char *name, int loud, const ep_backend_entry **out)
 {
-  const ep_real_backend *be = NULL;
-  for (int32_t i = 0; name && (be = ep_real_backend_at(i)); i++)
-    if (!strcmp(be->name, name))
-      return be;
-  return NULL;
-}
-
-int ep_real_backend_built(const ep_real_backend *be)
-{
-  return be && be->transport && be->compute;
-}
-
-ep_status ep_real_backend_pick(const char *name, int loud, const ep_real_backend **out)
-{
-  const ep_real_backend *be = NULL;
   *out = NULL;
   if (name && !strcmp(name, "auto")) {
-    for (int32_t i = 0; (be = ep_real_backend_at(i)); i++) {
-      if (ep_real_backend_built(be) && be->compute->on_gpu && be->compute->device_count() > 0) {
-        *out = be;
+    for (const ep_backend_entry *const *be = ep_real_backends; *be; be++)
+      if ((*be)->impl && has_gpu(*be)) {
+        *out = *be;
         return EP_OK;
       }
-    }
-    *out = ep_real_backend_find("cpu");
+    *out = &cpu_row;
     return EP_OK;
   }
-  if (!(be = ep_real_backend_find(name)))
+  const ep_backend_entry *be = ep_backend_find(ep_real_backends, name);
+  if (!be)
     return EP_ERR_INVALID;
-  if (!ep_real_backend_built(be)) {
+  if (!be->impl) {
     if (loud)
       ep_log_error("--backend %s: this epsim-real was built without CUDA+NCCL (EP_HAVE_CUDA=%d, "
                    "EP_HAVE_NCCL=%d); use --backend cpu",
                    name, EP_HAVE_CUDA, EP_HAVE_NCCL);
     return EP_ERR_UNSUPPORTED;
   }
-  if (be->compute->on_gpu && be->compute->device_count() <= 0) {
+  const ep_real_backend *impl = be->impl;
+  if (impl->compute->on_gpu && !has_gpu(be)) {
     if (loud)
       ep_log_error("--backend %s: no CUDA device is visible on this machine (use --backend cpu)",
                    name);
@@ -86,7 +77,7 @@ static double physical_ram_bytes(void)
 }
 
 /* The host: --max-mem, else this node's RAM shared by its ranks. */
-static void host_site(const ep_real_backend *be, const ep_real_ranks *w, double max_mem_bytes,
+static void host_site(const ep_backend_entry *be, const ep_real_ranks *w, double max_mem_bytes,
                       ep_real_site *out)
 {
   snprintf(out->description, sizeof out->description, "%s", be->name);
@@ -103,27 +94,28 @@ static void host_site(const ep_real_backend *be, const ep_real_ranks *w, double 
            ep_real_format_bytes(physical_ram_bytes(), ram, sizeof ram), (int)w->n_local);
 }
 
-ep_status ep_real_backend_setup(const ep_real_backend *be, const ep_real_ranks *w,
+ep_status ep_real_backend_setup(const ep_backend_entry *be, const ep_real_ranks *w,
                                 double max_mem_bytes, ep_real_site *out)
 {
   memset(out, 0, sizeof *out);
   out->device = -1;
-  if (!ep_real_backend_built(be))
+  const ep_real_backend *impl = be->impl;
+  if (!impl)
     return EP_ERR_UNSUPPORTED;
-  if (!be->compute->on_gpu) {
+  if (!impl->compute->on_gpu) {
     host_site(be, w, max_mem_bytes, out);
     return EP_OK;
   }
-  const int32_t n_dev = be->compute->device_count();
+  const int32_t n_dev = impl->compute->device_count();
   const int32_t per_gpu = n_dev > 0 ? (w->n_local + n_dev - 1) / n_dev : 1; /* ranks sharing one */
-  if (be->one_gpu_per_rank && w->n_local > n_dev) {
+  if (impl->one_gpu_per_rank && w->n_local > n_dev) {
     if (w->local_rank == 0)
       ep_log_error("--backend %s: %d ranks on this node but %d GPU%s; NCCL needs one GPU per "
                    "rank (use fewer ranks per node, --backend cuda-ipc, or --backend cpu)",
                    be->name, (int)w->n_local, (int)n_dev, n_dev == 1 ? "" : "s");
     return EP_ERR_INVALID;
   }
-  if (be->one_node && w->n_local != w->n_ranks) {
+  if (impl->one_node && w->n_local != w->n_ranks) {
     if (w->rank == 0)
       ep_log_error("--backend %s: all ranks must run on one node (%d of %d ranks share rank 0's); "
                    "use --backend nccl across nodes",
@@ -131,10 +123,10 @@ ep_status ep_real_backend_setup(const ep_real_backend *be, const ep_real_ranks *
     return EP_ERR_INVALID;
   }
   ep_compute_device dev;
-  ep_status st = be->compute->device_query(w->rank, w->local_rank, &dev);
+  ep_status st = impl->compute->device_query(w->rank, w->local_rank, &dev);
   char tversion[64] = "";
-  if (st == EP_OK && be->transport->version)
-    st = be->transport->version(tversion, sizeof tversion);
+  if (st == EP_OK && impl->transport->version)
+    st = impl->transport->version(tversion, sizeof tversion);
   if (st != EP_OK)
     return st;
   out->device = dev.device;

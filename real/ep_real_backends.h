@@ -8,33 +8,30 @@
 #include <stdint.h>
 
 #include "ep_compute.h"
+#include "ep_engine.h"
 #include "ep_status.h"
 #include "ep_transport.h"
 
+/* What a backend runs on: the impl of its registry row. */
 typedef struct ep_real_backend {
-  const char *name;                  /* --backend value */
-  const char *description;           /* one line for --help */
-  const ep_transport_ops *transport; /* NULL: not built into this epsim-real */
-  const ep_compute_ops *compute;     /* NULL: not built */
-  int one_gpu_per_rank;              /* NCCL refuses two ranks of one communicator on one GPU */
-  int one_node;                      /* CUDA IPC maps memory of processes on one machine only */
+  const ep_transport_ops *transport;
+  const ep_compute_ops *compute;
+  int one_gpu_per_rank; /* NCCL refuses two ranks of one communicator on one GPU */
+  int one_node;         /* CUDA IPC maps memory of processes on one machine only */
 } ep_real_backend;
 
-/* Every backend name this program knows, built or not, in --help order;
- * NULL past the end. "auto" is not one: see ep_real_backend_pick. */
-const ep_real_backend *ep_real_backend_at(int32_t i);
-
-/* The backend called name, or NULL. */
-const ep_real_backend *ep_real_backend_find(const char *name);
-
-/* 1 when be's transport and compute are built into this program. */
-int ep_real_backend_built(const ep_real_backend *be);
+/* epsim-real's backend registry, for ep_backend_find, ep_backend_names and
+ * ep_cli_usage: every backend this program knows, built or not, in --help
+ * order, NULL-terminated. A row's impl is its ep_real_backend, NULL where this
+ * build lacks it. "auto" is not a row: see ep_real_backend_pick. */
+extern const ep_backend_entry *const ep_real_backends[];
 
 /* --backend name on this machine: "auto" is the first built GPU backend with a
- * visible device, else cpu. A backend that is not built, or a GPU backend with
- * no visible device, is EP_ERR_UNSUPPORTED (with a message when loud); an
- * unknown name EP_ERR_INVALID. */
-ep_status ep_real_backend_pick(const char *name, int loud, const ep_real_backend **out);
+ * visible device, else cpu. *out is the row, its impl non-NULL. A backend
+ * that is not built, or a GPU backend with no visible device, is
+ * EP_ERR_UNSUPPORTED (with a message when loud); an unknown name
+ * EP_ERR_INVALID. */
+ep_status ep_real_backend_pick(const char *name, int loud, const ep_backend_entry **out);
 
 /* Where this process runs among the MPI ranks. */
 typedef struct ep_real_ranks {
@@ -50,13 +47,13 @@ typedef struct ep_real_site {
   char description[512];    /* results.csv's "# backend:" line: "cpu", "nccl (GPU 0 ...)" */
 } ep_real_site;
 
-/* Checks that the ranks suit be (GPUs per rank, one node), queries this rank's
+/* Checks that the ranks suit be (a row with an impl: GPUs per rank, one node), queries this rank's
  * device, and sets the memory limit: max_mem_bytes (> 0) or physical RAM / ranks
  * on the node on the host; free device memory / ranks sharing it, less 1.5 GiB
  * for CUDA and NCCL, on a GPU. EP_ERR_INVALID for ranks the backend refuses
  * (the message printed by one rank), EP_ERR_UNSUPPORTED or EP_ERR_BACKEND when
  * the device query fails. Not collective: the caller agrees on the outcome. */
-ep_status ep_real_backend_setup(const ep_real_backend *be, const ep_real_ranks *where,
+ep_status ep_real_backend_setup(const ep_backend_entry *be, const ep_real_ranks *where,
                                 double max_mem_bytes, ep_real_site *out);
 
 #endif

@@ -26,8 +26,7 @@
  * written. Its print_head prints "epsim-real VERSION: SCENARIO, backend B,
  * N ranks, dispatch D rows", the output check line and a blank line;
  * --dump-output's file goes in also_wrote. The driver then reports on rank 0
- * only and creates -o there. The legacy ep_summary_compute, ep_summary_print
- * and ep_output_write (ep_scenario.h) go once real/main.c runs this way. */
+ * only and creates -o there. real/main.c and real/ep_real_run.c do this. */
 #ifndef EP_DRIVER_H
 #define EP_DRIVER_H
 

@@ -10,7 +10,6 @@
 #include "ep_cost.h"
 #include "ep_dispatch.h"
 #include "ep_dtype.h"
-#include "ep_output.h"
 #include "ep_placement.h"
 #include "ep_plan.h"
 #include "ep_report.h"
@@ -84,16 +83,5 @@ ep_status ep_scenario_build_plan(const ep_scenario *scenario, ep_router **router
 
 /* The model lines of the summary; the strings point into scenario. */
 void ep_scenario_report_header(const ep_scenario *scenario, ep_report_header *out);
-
-/* Legacy calls of real/main.c, kept until it runs on the shared driver; then
- * delete them. Each builds the fabric (and header, provenance hash and seed)
- * from the scenario and calls ep_report_summarize, ep_report_print or
- * ep_output_write_dir. */
-ep_status ep_summary_compute(const ep_scenario *scenario, const ep_plan *plan,
-                             const ep_rank_timeline *timelines, ep_summary *out);
-void ep_summary_print(const ep_scenario *scenario, const ep_plan *plan, const ep_summary *s,
-                      FILE *out);
-ep_status ep_output_write(const char *dir, const ep_provenance *prov, const ep_scenario *scenario,
-                          const ep_plan *plan, const ep_rank_timeline *timelines);
 
 #endif
