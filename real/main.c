@@ -27,8 +27,16 @@ static void print_version(void)
   putchar('\n');
 }
 
+/* Library errors carry the tool's name, as the CLI's own messages do. */
+static void log_to_stderr(void *user, const char *message)
+{
+  (void)user;
+  fprintf(stderr, "epsim-real: error: %s\n", message);
+}
+
 int main(int argc, char **argv)
 {
+  ep_log_set_sink(log_to_stderr, NULL);
   if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
     fputs("epsim-real: error: MPI_Init failed\n", stderr);
     return EP_EXIT_INTERNAL;
