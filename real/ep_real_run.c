@@ -13,6 +13,7 @@
 
 #include "ep_config.h"
 #include "ep_layer.h"
+#include "ep_output.h"
 #include "ep_real.h"
 #include "ep_real_mpi.h"
 
@@ -25,11 +26,12 @@
  * over every token: at most 7.5e-3. A wrong expert or token gives errors of order 1. */
 #define EP_REAL_TOL 2e-2
 
-/* Every rank's worst outcome: ok, then bad input (EP_ERR_PARSE), then an
- * internal failure (the rank's own status where it had one). */
+/* Every rank's worst outcome: ok, then bad input or the user's environment
+ * (EP_ERR_PARSE, EP_ERR_IO: EP_ERR_PARSE on every rank), then an internal
+ * failure (the rank's own status where it had one). */
 static ep_status agree(ep_status st)
 {
-  const int mine = st == EP_OK ? 0 : st == EP_ERR_PARSE ? 1 : 2;
+  const int mine = st == EP_OK ? 0 : st == EP_ERR_PARSE || st == EP_ERR_IO ? 1 : 2;
   int worst = mine;
   if (MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
     ep_log_error("MPI_Allreduce of the ranks' status failed");
@@ -120,9 +122,11 @@ done:
   return worst;
 }
 
-/* Rank 0 writes every rank's output in rank order; the others send theirs. */
-static ep_status dump_output(const char *path, const float *out, int64_t tpr, int32_t hidden,
-                             int rank, int n_ranks)
+/* Rank 0 writes every rank's output in rank order into the stage (a
+ * temporary beside path, renamed by the driver with -o's files); the others
+ * send theirs. A file rank 0 cannot write is EP_ERR_IO (exit 1). */
+static ep_status dump_output(ep_output_stage *stage, const char *path, const float *out,
+                             int64_t tpr, int32_t hidden, int rank, int n_ranks)
 {
   MPI_Datatype row;
   if (MPI_Type_contiguous(hidden, MPI_FLOAT, &row) != MPI_SUCCESS ||
@@ -140,11 +144,16 @@ static ep_status dump_output(const char *path, const float *out, int64_t tpr, in
       st = EP_ERR_BACKEND;
     }
   } else {
-    FILE *f = fopen(path, "wb");
+    const char *tmp = path;
+    FILE *f = NULL;
     float *buf = malloc(sizeof(float) * (size_t)tpr * (size_t)hidden);
-    if (!f || !buf) {
-      ep_log_error("cannot write %s: %s", path, !f ? strerror(errno) : "out of memory");
-      st = EP_ERR_PARSE;
+    if (!buf) {
+      ep_log_error("rank 0: out of memory for the output dump");
+      st = EP_ERR_NOMEM;
+    } else if ((st = ep_output_stage_extra(stage, path, &tmp)) == EP_OK &&
+               !(f = fopen(tmp, "wb"))) {
+      ep_log_error("cannot write %s: %s", tmp, strerror(errno));
+      st = EP_ERR_IO;
     }
     for (int r = 0; r < n_ranks; r++) {
       const float *src = out;
@@ -159,13 +168,14 @@ static ep_status dump_output(const char *path, const float *out, int64_t tpr, in
       }
       if (st == EP_OK &&
           fwrite(src, sizeof(float) * (size_t)hidden, (size_t)tpr, f) != (size_t)tpr) {
-        ep_log_error("writing %s failed: %s", path, strerror(errno));
-        st = EP_ERR_BACKEND;
+        ep_log_error("writing %s failed: %s", tmp, strerror(errno));
+        st = EP_ERR_IO;
       }
     }
-    if (f && fclose(f) != 0 && st == EP_OK) {
-      ep_log_error("writing %s failed: %s", path, strerror(errno));
-      st = EP_ERR_BACKEND;
+    if (f) {
+      const ep_status closed = ep_output_close(f, tmp);
+      if (st == EP_OK)
+        st = closed;
     }
     free(buf);
   }
@@ -275,7 +285,7 @@ ep_status ep_real_run(void *user, ep_driver_run *run)
   state->n_checked =
       o->check_tokens < plan->tokens_per_rank ? o->check_tokens : plan->tokens_per_rank;
 
-  if (o->dump_path && (st = agree(dump_output(o->dump_path, out, plan->tokens_per_rank,
+  if (o->dump_path && (st = agree(dump_output(run->stage, o->dump_path, out, plan->tokens_per_rank,
                                               shape.hidden, rank, n_ranks))) != EP_OK)
     goto fail;
   /* Every rank's timeline to rank 0, which reports. */

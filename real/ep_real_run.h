@@ -29,7 +29,8 @@ typedef struct ep_real_run_state {
  * backend without a GPU, parallel.ep != ranks, ranks the backend refuses and
  * experts that do not fit in memory. Then runs this rank's layer through the
  * engine, --warmup untimed times first, checks --check-tokens sampled tokens
- * against the double reference, writes --dump-output (named in also_wrote)
+ * against the double reference, stages --dump-output on rank 0 (named in
+ * also_wrote; one rank 0 cannot write is EP_ERR_PARSE on every rank, exit 1)
  * and gathers every rank's timeline into run->timelines on rank 0, the only
  * reporting rank. A failed output check is EP_ERR_BACKEND. A setup or layer
  * failure that may leave peers in a collective aborts the job. Every rank

@@ -12,26 +12,35 @@
 #include "ep_output.h"
 #include "ep_report.h"
 
+static int exit_code(ep_status st)
+{
+  return st == EP_OK                             ? EP_EXIT_OK
+         : st == EP_ERR_PARSE || st == EP_ERR_IO ? EP_EXIT_BAD_INPUT
+                                                 : EP_EXIT_INTERNAL;
+}
+
 int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out)
 {
   const ep_cli_opts *o = cfg->opts;
   const ep_status st =
       ep_scenario_load(o->scenario_path, o->sets, o->n_sets, out, cfg->err ? cfg->err : stderr);
-  if (st == EP_OK)
-    return EP_EXIT_OK;
-  return st == EP_ERR_PARSE || st == EP_ERR_IO ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
+  return exit_code(st);
 }
 
-ep_status ep_driver_make_out_dir(const char *dir)
+/* Flushes out, checking it and its error flag: EP_EXIT_BAD_INPUT (a full
+ * disk, a closed pipe) logged. */
+static int flush_out(FILE *out)
 {
-  if (ep_make_dirs(dir) != 0) {
-    ep_log_error("cannot create output directory %s: %s", dir, strerror(errno));
-    return EP_ERR_PARSE;
+  errno = 0;
+  if (fflush(out) != 0 || ferror(out)) {
+    ep_log_error("cannot write standard output: %s", strerror(errno ? errno : EIO));
+    return EP_EXIT_BAD_INPUT;
   }
-  return EP_OK;
+  return EP_EXIT_OK;
 }
 
-/* The reporting process's part: summary, head, table, files, "wrote" line. */
+/* The reporting process's part: summary, head, table, the files staged and
+ * committed once the table is out, then the "wrote" line. */
 static int report(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user,
                   const ep_driver_run *run, FILE *out)
 {
@@ -57,7 +66,6 @@ static int report(const ep_driver_cfg *cfg, const ep_driver_backend *backend, vo
   ep_scenario_report_header(s, &header);
   ep_report_print(&header, &fabric, plan, &summary, out);
 
-  int rc = EP_EXIT_OK;
   const ep_provenance prov = {.tool = cfg->tool,
                               .backend = run->backend,
                               .scenario_path = cfg->opts->scenario_path,
@@ -65,16 +73,16 @@ static int report(const ep_driver_cfg *cfg, const ep_driver_backend *backend, vo
                               .argv = cfg->argv,
                               .scenario_fnv1a64 = s->content_hash,
                               .seed = s->routing.seed};
-  if (ep_driver_make_out_dir(dir) != EP_OK) {
-    rc = EP_EXIT_BAD_INPUT;
-  } else if ((st = ep_output_write_dir(dir, &prov, &fabric, plan, run->timelines)) != EP_OK) {
-    ep_log_error("writing outputs to %s failed: %s", dir, ep_status_str(st));
-    rc = EP_EXIT_INTERNAL;
-  } else {
+  st = ep_output_write(run->stage, &prov, &fabric, plan, run->timelines);
+  ep_fabric_free(&fabric);
+  int rc = exit_code(st);
+  /* The table must be out before the files go into place. */
+  if (rc == EP_EXIT_OK && (rc = flush_out(out)) == EP_EXIT_OK &&
+      (rc = exit_code(ep_output_stage_commit(run->stage))) == EP_EXIT_OK) {
     fprintf(out, "\nwrote %s/results.csv, %s/trace.json, %s/phases.png%s%s\n", dir, dir, dir,
             run->also_wrote ? ", " : "", run->also_wrote ? run->also_wrote : "");
+    rc = flush_out(out);
   }
-  ep_fabric_free(&fabric);
   return rc;
 }
 
@@ -86,10 +94,22 @@ int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, v
   int rc = ep_driver_load(cfg, &scenario);
   if (rc != EP_EXIT_OK)
     return rc;
+  /* The stage is large (paths); a bad -o is refused before the run. */
+  ep_output_stage *stage = malloc(sizeof *stage);
+  if (!stage) {
+    ep_log_error("out of memory for the output stage");
+    return EP_EXIT_INTERNAL;
+  }
+  if ((rc = exit_code(ep_output_stage_init(stage, cfg->opts->out_dir))) != EP_EXIT_OK) {
+    free(stage);
+    return rc;
+  }
   ep_router *router = NULL;
   ep_plan plan = {0};
-  if (ep_scenario_build_plan(&scenario, &router, &plan) != EP_OK)
+  if (ep_scenario_build_plan(&scenario, &router, &plan) != EP_OK) {
+    free(stage);
     return EP_EXIT_INTERNAL;
+  }
 
   rc = EP_EXIT_INTERNAL;
   ep_driver_run run = {.cfg = cfg,
@@ -97,6 +117,7 @@ int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, v
                        .plan = &plan,
                        .router = router,
                        .timelines = calloc((size_t)plan.n_ranks, sizeof *run.timelines),
+                       .stage = stage,
                        .reporting = 1};
   if (!run.timelines) {
     ep_log_error("out of memory for %d timelines", (int)plan.n_ranks);
@@ -104,13 +125,13 @@ int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, v
   }
   const ep_status st = backend->run(user, &run);
   if (st != EP_OK) {
-    rc = st == EP_ERR_PARSE ? EP_EXIT_BAD_INPUT : EP_EXIT_INTERNAL;
+    rc = exit_code(st);
     goto done;
   }
-  FILE *out = cfg->out ? cfg->out : stdout;
-  rc = run.reporting ? report(cfg, backend, user, &run, out) : EP_EXIT_OK;
-  fflush(out);
+  rc = run.reporting ? report(cfg, backend, user, &run, cfg->out ? cfg->out : stdout) : EP_EXIT_OK;
 done:
+  ep_output_stage_free(stage); /* what was not committed */
+  free(stage);
   free(run.timelines);
   ep_plan_free(&plan);
   ep_router_free(router);

@@ -6,9 +6,10 @@
  * registry (ep_backend_find on its table of ep_backend_entry rows, whose impl
  * is an ep_driver_backend or the tool's own) and calls ep_driver_main.
  *
- * epsim (sim/main.c): one process; the SimGrid callback creates -o, writes
- * platform.xml there, simulates every rank and names platform.xml in
- * also_wrote; the driver prints "epsim VERSION: SCENARIO, backend simgrid/pair".
+ * epsim (sim/main.c): one process; the SimGrid callback stages
+ * platform.xml in -o (run->stage), simulates every rank and names
+ * DIR/platform.xml in also_wrote; the driver prints "epsim VERSION: SCENARIO, backend
+ * simgrid/pair".
  *
  * epsim-real: one MPI rank per process, every rank calls ep_driver_main with
  * the same command line:
@@ -25,8 +26,9 @@
  * check is logged by rank 0 and returned as EP_ERR_BACKEND, so nothing is
  * written. Its print_head prints "epsim-real VERSION: SCENARIO, backend B,
  * N ranks, dispatch D rows", the output check line and a blank line;
- * --dump-output's file goes in also_wrote. The driver then reports on rank 0
- * only and creates -o there. real/main.c and real/ep_real_run.c do this. */
+ * --dump-output's file is staged by rank 0 (ep_output_stage_extra) and goes
+ * in also_wrote. The driver then reports and writes -o on rank 0 only. real/main.c and
+ * real/ep_real_run.c do this. */
 #ifndef EP_DRIVER_H
 #define EP_DRIVER_H
 
@@ -34,6 +36,7 @@
 
 #include "ep_cli.h"
 #include "ep_engine.h"
+#include "ep_output.h"
 #include "ep_plan.h"
 #include "ep_routing.h"
 #include "ep_scenario.h"
@@ -58,6 +61,10 @@ typedef struct ep_driver_run {
   const ep_plan *plan;
   const ep_router *router;     /* the plan's router, for ep_plan_rank_tokens */
   ep_rank_timeline *timelines; /* [plan->n_ranks], zeroed: fill all where reporting */
+  ep_output_stage *stage;      /* -o's stage: a file the run writes itself goes through
+                                * ep_output_stage_file (in -o) or ep_output_stage_extra
+                                * (elsewhere), on the reporting process only; the driver
+                                * commits it with its own files, or removes it */
   /* [out] */
   int reporting;          /* preset 1: this process reports (epsim-real: rank 0 only) */
   char backend[320];      /* preset "": the backend as the first line and "# backend:" name it */
@@ -69,8 +76,9 @@ typedef struct ep_driver_run {
 typedef struct ep_driver_backend {
   /* Runs the layer and fills *run. Returns EP_OK; EP_ERR_PARSE for bad input
    * (exit 1, e.g. a SimGrid setting SimGrid rejects, experts that do not fit);
-   * any other status for an internal failure (exit 2). Logs its own errors.
-   * Every process of the tool returns the same status. */
+   * EP_ERR_IO for the user's environment (exit 1, e.g. a file it cannot
+   * write); any other status for an internal failure (exit 2). Logs its own
+   * errors. Every process of the tool returns the same status. */
   ep_status (*run)(void *user, ep_driver_run *run);
   /* Prints the lines above the summary on the reporting process; NULL: the
    * driver prints "TOOL VERSION: SCENARIO, backend BACKEND". */
@@ -82,16 +90,15 @@ typedef struct ep_driver_backend {
  * be read, or a problem in it) or EP_EXIT_INTERNAL. */
 int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out);
 
-/* mkdir -p dir; on failure logs "cannot create output directory DIR: why" and
- * returns EP_ERR_PARSE (bad input). The driver calls it before writing; a
- * backend that writes files of its own into -o calls it before them. */
-ep_status ep_driver_make_out_dir(const char *dir);
-
 /* Load -> plan -> backend->run(user, ...) -> on the reporting process: the
- * head (backend->print_head or the driver's line), the summary, -o created,
- * results.csv, trace.json and phases.png written, then
+ * head (backend->print_head or the driver's line), the summary, results.csv,
+ * trace.json and phases.png staged beside the run's own files, standard
+ * output flushed, every file renamed into place (ep_output_stage), then
  * "\nwrote DIR/results.csv, DIR/trace.json, DIR/phases.png[, ALSO]". Returns an
- * exit code; nothing is written when the input is bad. */
+ * exit code: EP_EXIT_BAD_INPUT also for the user's environment (an empty or
+ * unusable -o, no permission, a full disk, standard output unwritable), with
+ * the path and errno's reason logged. On any failure, and on SIGINT/SIGTERM,
+ * nothing new is left in -o: what was there before stays as it was. */
 int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user);
 
 #endif

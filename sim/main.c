@@ -2,15 +2,19 @@
  *   epsim run SCENARIO [-o DIR] [--set key=value ...] [--cfg=k:v ...] [--log=spec ...]
  *   epsim check SCENARIO [--set key=value ...]
  * The flags are ep_cli's table, the run is ep_driver's with the SimGrid
- * backend's callback. Exit codes: 0 ok, 1 bad input (usage, scenario, a SimGrid
- * setting SimGrid rejects), 2 internal error. */
+ * backend's callback. Exit codes: 0 ok, 1 bad input or the user's
+ * environment (usage, scenario, a SimGrid setting SimGrid rejects, an unusable
+ * -o, a full disk, standard output unwritable), 2 internal error. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ep_cli.h"
 #include "ep_config.h"
 #include "ep_cost.h"
 #include "ep_driver.h"
 #include "ep_engine.h"
+#include "ep_output.h"
 #include "ep_scenario.h"
 #include "ep_sg_backend.h"
 
@@ -53,33 +57,32 @@ static void print_check(const char *path, const ep_scenario *s)
          flows_name(resolve_flows(s)));
 }
 
-/* The SimGrid callback's state: the flags, and the platform's path, which
- * the "wrote" line names after the run. */
+/* The SimGrid callback's state: the flags, and the platform's final path,
+ * which the "wrote" line names after the run. */
 typedef struct sim_state {
   const ep_cli_opts *opts;
-  char platform_path[4096];
+  char platform_path[EP_OUTPUT_PATH_MAX];
 } sim_state;
 
-/* Checks the SimGrid settings, writes DIR/platform.xml and simulates every
- * rank; nothing is written when a setting is bad. */
+/* Checks the SimGrid settings, stages DIR/platform.xml and simulates every
+ * rank; nothing is created when a setting is bad, and the driver removes the
+ * staged platform when anything later fails. */
 static ep_status simgrid_run(void *user, ep_driver_run *run)
 {
   sim_state *state = user;
-  const char *dir = state->opts->out_dir;
+  const char *platform = NULL;
   ep_status st = ep_sim_check_settings(state->opts->simgrid_args, state->opts->n_simgrid_args);
   if (st == EP_OK)
-    st = ep_driver_make_out_dir(dir);
+    st = ep_output_stage_file(run->stage, "platform.xml", &platform);
   if (st != EP_OK)
     return st;
-  const int n = snprintf(state->platform_path, sizeof state->platform_path, "%s/platform.xml", dir);
-  if (n < 0 || (size_t)n >= sizeof state->platform_path) {
-    ep_log_error("output directory path too long: %s", dir);
-    return EP_ERR_PARSE;
-  }
+  /* The stage took DIR/platform.xml, so it fits. */
+  snprintf(state->platform_path, sizeof state->platform_path, "%s/platform.xml",
+           state->opts->out_dir);
   const ep_flow_mode flows = resolve_flows(run->scenario);
   const ep_sim_cfg sim_cfg = {.flows = flows,
                               .gemm = EP_GEMM_COST_PARAMS_INIT,
-                              .platform_xml_path = state->platform_path,
+                              .platform_xml_path = platform,
                               .simgrid_args = state->opts->simgrid_args,
                               .n_simgrid_args = state->opts->n_simgrid_args};
   if ((st = ep_sim_run(run->scenario, run->plan, &sim_cfg, run->timelines)) != EP_OK) {
@@ -126,5 +129,11 @@ int main(int argc, char **argv)
     }
   }
   ep_cli_opts_free(&opts);
+  /* What was printed must have reached stdout (check > /dev/full is an error). */
+  errno = 0;
+  if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EP_EXIT_OK) {
+    ep_log_error("cannot write standard output: %s", strerror(errno ? errno : EIO));
+    rc = EP_EXIT_BAD_INPUT;
+  }
   return rc;
 }

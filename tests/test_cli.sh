@@ -77,8 +77,10 @@ fi
 mkdir -p "$work/d"
 (cd "$work/d" && "$epsim" "${small[@]}" --log=root.thres:critical --cfg=network/optim:Lazy \
   >stdout 2>stderr) && ok || { bad "run d with --log and --cfg"; cat "$work/d/stderr" >&2; }
+# (the command line is in results.csv's '# argv:' line and trace.json's first line)
 for f in results.csv trace.json platform.xml; do
-  cmp -s <(grep -v '^# argv:' "$work/a/out/$f") <(grep -v '^# argv:' "$work/d/out/$f") && ok ||
+  cmp -s <(grep -v -e '^# argv:' -e '"argv":' "$work/a/out/$f") \
+    <(grep -v -e '^# argv:' -e '"argv":' "$work/d/out/$f") && ok ||
     bad "--log and --cfg changed $f"
 done
 cmp -s "$work/a/stdout" "$work/d/stdout" && ok || bad "--log and --cfg changed the summary"
@@ -105,5 +107,99 @@ expect_rc 1 "-o needs a value" "$epsim" run "$src/scenarios/default.yaml" -o
 grep -q "epsim: -o needs a value" "$work/err" && ok || bad "-o needs a value message"
 grep -q "unknown option '--bogus'" <("$epsim" run "$src/scenarios/default.yaml" --bogus 2>&1) && ok ||
   bad "unknown option message"
+
+# Outputs are atomic (issue 8): files are staged in DIR/.epsim-tmp-XXXXXX and
+# renamed into place only when everything succeeded; a failure or SIGTERM leaves
+# -o as it was. snap DIR: its listing (hidden files too) and checksums.
+snap() { (cd "$1" 2>/dev/null && find . -type f -exec sha256sum {} + | sort; find . | sort); }
+fast=(run "$src/scenarios/mixtral-8x7b-hgx-h100-ep8.yaml" --set workload.tokens_per_gpu=64)
+expect_rc 1 "-o ''" "$epsim" "${fast[@]}" -o ''
+grep -q "output directory name is empty" "$work/err" && ok || bad "-o '' message: $(cat "$work/err")"
+expect_rc 1 "check > /dev/full" sh -c '"$0" check "$1" >/dev/full' "$epsim" "$src/scenarios/default.yaml"
+grep -q "cannot write standard output: No space left on device" "$work/err" && ok || bad "check > /dev/full message"
+expect_rc 0 "a first run into prev" "$epsim" "${fast[@]}" -o "$work/prev"
+before=$(snap "$work/prev")
+expect_rc 1 "run > /dev/full" sh -c '"$0" "$@" >/dev/full' "$epsim" "${fast[@]}" -o "$work/prev"
+grep -q "cannot write standard output: No space left on device" "$work/err" && ok || bad "run > /dev/full message"
+[ "$(snap "$work/prev")" = "$before" ] && ok || bad "run > /dev/full changed the previous results"
+expect_rc 1 "run > /dev/full, new -o" sh -c '"$0" "$@" >/dev/full' "$epsim" "${fast[@]}" -o "$work/new/deeper"
+[ ! -e "$work/new" ] && ok || bad "a failed run left the -o it created"
+: >"$work/afile"
+for o in "$work/afile" "$work/afile/x" "$work/afile/x/y"; do
+  expect_rc 1 "-o $o" "$epsim" "${fast[@]}" -o "$o"
+  grep -q "cannot create output directory $o: .*Not a directory" "$work/err" && ok || bad "-o $o message: $(cat "$work/err")"
+done
+# Unwritable at each level (as an unprivileged user when run as root).
+perm=$(mktemp -d)
+chmod 755 "$perm"
+mkdir -p "$perm/ro/sub"
+chmod 555 "$perm/ro" "$perm/ro/sub"
+as_user=()
+[ "$(id -u)" = 0 ] && as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+if [ "$(id -u)" != 0 ] || { command -v setpriv >/dev/null && "${as_user[@]}" test -x "$epsim" &&
+  "${as_user[@]}" test -r "$src/scenarios/mixtral-8x7b-hgx-h100-ep8.yaml"; }; then
+  for o in "$perm/ro" "$perm/ro/sub" "$perm/ro/x" "$perm/ro/x/y"; do
+    expect_rc 1 "unwritable -o $o" "${as_user[@]}" "$epsim" "${fast[@]}" -o "$o"
+    grep -q "$o.*: Permission denied" "$work/err" && ok || bad "unwritable -o $o message: $(cat "$work/err")"
+    [ -z "$(find "$perm/ro" -mindepth 1 ! -name sub)" ] && ok || bad "unwritable -o $o left files"
+  done
+else
+  echo "test_cli: unwritable -o checks skipped (no unprivileged user)"
+fi
+chmod -R 755 "$perm"
+rm -rf "$perm"
+# A full -o (a 16 KiB tmpfs, where mounting is allowed): exit 1, errno, -o as it was.
+mkdir -p "$work/full"
+if mount -t tmpfs -o size=16k tmpfs "$work/full" 2>/dev/null; then
+  echo old >"$work/full/results.csv"
+  before=$(snap "$work/full")
+  expect_rc 1 "a full -o" "$epsim" "${fast[@]}" -o "$work/full"
+  grep -q "No space left on device" "$work/err" && ok || bad "full -o message: $(cat "$work/err")"
+  [ "$(snap "$work/full")" = "$before" ] && ok || bad "a full -o changed -o"
+  umount "$work/full"
+else
+  echo "test_cli: full-disk check skipped (cannot mount a tmpfs)"
+fi
+# SIGTERM during the simulation (a 64-GPU pair run takes many seconds): the
+# stage goes, the previous results stay.
+expect_rc 0 "a first run into sig" "$epsim" "${fast[@]}" -o "$work/sig"
+before=$(snap "$work/sig")
+"$epsim" run "$src/scenarios/qwen3-235b-a22b-hgx-h100-ep32.yaml" -o "$work/sig" --set cluster.nodes=8 \
+  --set parallel.ep=64 --set sim.flows=pair >/dev/null 2>"$work/sig.err" &
+pid=$!
+for _ in $(seq 3000); do compgen -G "$work/sig/.epsim-tmp-*" >/dev/null && break; sleep 0.01; done
+compgen -G "$work/sig/.epsim-tmp-*/platform.xml" >/dev/null && ok || bad "the platform is staged in -o/.epsim-tmp-*"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+[ "$rc" = 143 ] && ok || bad "SIGTERM: exit $rc, wanted 143"
+[ "$(snap "$work/sig")" = "$before" ] && ok || bad "SIGTERM left something in -o: $(ls -a "$work/sig")"
+# Two runs into one -o at once: both complete, no temporaries clash or stay.
+"$epsim" "${small[@]/#out/$work/two}" --set workload.seed=5 >/dev/null 2>&1 & p1=$!
+"$epsim" "${small[@]/#out/$work/two}" --set workload.seed=6 >/dev/null 2>&1 & p2=$!
+wait "$p1" && wait "$p2" && ok || bad "two runs into one -o"
+[ "$(grep -vc '^#' "$work/two/results.csv")" -eq 25 ] && ok || bad "two runs: results.csv incomplete"
+[ -z "$(find "$work/two" -name '.*' ! -name .)" ] && ok || bad "two runs left temporaries"
+
+# Provenance cannot break the files: an -o with a newline, a quote, an
+# apostrophe and a comma, and a model name with a quote, give one '#' line per
+# line, the body of a plain run, and a trace.json that parses.
+odd="$work/new
+line \"q\" it's, here"
+expect_rc 0 "odd -o and model name" "$epsim" "${fast[@]}" -o "$odd" --set 'model.name=Mix"tral, v1'
+expect_rc 0 "plain run" "$epsim" "${fast[@]}" -o "$work/plain"
+[ "$(grep -c '^#' "$odd/results.csv")" -eq 6 ] && ok || bad "escaped results.csv has 6 '#' lines"
+cmp -s <(grep -v '^#' "$odd/results.csv") <(grep -v '^#' "$work/plain/results.csv") && ok ||
+  bad "escaping changed the results.csv body"
+grep -qF '# argv: ' "$odd/results.csv" && grep -qF ' -o "'"$work"'/new\nline \"q\" it'"'"'s, here" --set "model.name=Mix\"tral, v1"' "$odd/results.csv" &&
+  ok || bad "argv escaped: $(grep '^# argv' "$odd/results.csv")"
+[ -s "$odd/platform.xml" ] && ok || bad "odd -o has platform.xml"
+if command -v gnuplot >/dev/null; then [ -s "$odd/phases.png" ] && ok || bad "odd -o has phases.png"; fi
+if command -v python3 >/dev/null; then
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["otherData"]["argv"][-1] == "model.name=Mix\"tral, v1"' \
+    "$odd/trace.json" && ok || bad "trace.json with odd argv does not parse"
+else
+  echo "test_cli: trace.json parse check skipped (no python3)"
+fi
 
 finish test_cli

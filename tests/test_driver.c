@@ -167,7 +167,15 @@ int main(void)
   s = (stub){.status = EP_OK, .reporting = 1};
   CHECK_EQ_INT(drive(ARGV("epsim", "run", SCENARIO, "-o", under_file), &plain, &s),
                EP_EXIT_BAD_INPUT);
-  CHECK_EQ_INT(ep_driver_make_out_dir(under_file), EP_ERR_PARSE);
+  ep_output_stage stage;
+  const char *tmp = NULL;
+  CHECK_EQ_INT(ep_output_stage_init(&stage, under_file), EP_OK);
+  CHECK_EQ_INT(ep_output_stage_file(&stage, "results.csv", &tmp), EP_ERR_IO);
+  ep_output_stage_free(&stage);
+  /* -o '': bad input before the run. */
+  s = (stub){.status = EP_OK, .reporting = 1};
+  CHECK_EQ_INT(drive(ARGV("epsim", "run", SCENARIO, "-o", ""), &plain, &s), EP_EXIT_BAD_INPUT);
+  CHECK_EQ_INT(s.calls, 0);
   unlink(file_dir);
 
   /* ep_driver_load alone, as epsim check uses it. */

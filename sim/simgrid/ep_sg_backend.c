@@ -462,11 +462,15 @@ static ep_status write_platform(const ep_fabric *fabric, const char *path)
     ep_log_error("cannot create %s: %s", path, strerror(errno));
     return EP_ERR_IO;
   }
-  ep_status st = ep_fabric_write_simgrid_xml(fabric, f);
+  errno = 0;
+  ep_status st = ep_fabric_write_simgrid_xml(fabric, f); /* checks its writes and flush */
+  int e = errno;
   if (fclose(f) != 0 && st == EP_OK) {
-    ep_log_error("cannot write %s: %s", path, strerror(errno));
+    e = errno;
     st = EP_ERR_IO;
   }
+  if (st == EP_ERR_IO)
+    ep_log_error("writing %s failed: %s", path, strerror(e ? e : EIO));
   return st;
 }
 
