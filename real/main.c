@@ -5,6 +5,7 @@
  * ep_real_run's callbacks, and rank 0 alone speaks. Exit codes: 0 ok, 1 bad
  * input (usage, scenario, EP != ranks, does not fit), 2 internal error
  * (including a layer output that fails the reference check). */
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,7 +89,12 @@ int main(int argc, char **argv)
   ep_cli_opts_free(&opts);
   if (err && err != stderr)
     fclose(err);
-  fflush(stdout);
+  /* What was printed must have reached stdout (--help > /dev/full is an error). */
+  errno = 0;
+  if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EP_EXIT_OK) {
+    ep_log_error("cannot write standard output: %s", strerror(errno ? errno : EIO));
+    rc = EP_EXIT_BAD_INPUT;
+  }
   if (MPI_Finalize() != MPI_SUCCESS && rc == EP_EXIT_OK) {
     fprintf(stderr, "epsim-real: error: rank %d: MPI_Finalize failed\n", rank);
     rc = EP_EXIT_INTERNAL;

@@ -141,6 +141,13 @@ for p in '# tool: epsim-real [0-9]' '# backend: cpu$' '# scenario: .*real-small.
   grep -q "^$p" out4/results.csv && ok || bad "results.csv provenance line '$p'"
 done
 [ "$(grep -vc '^#' out4/results.csv)" -eq 13 ] && ok || bad "results.csv has 4 ranks x 3 phases"
+# --help and --version on an unwritable stdout are exit 1, as epsim's.
+"$real" --help >/dev/full 2>"$work/err"
+[ $? -eq 1 ] && grep -q "cannot write standard output" "$work/err" && ok ||
+  bad "--help > /dev/full: exit 1 with a message"
+"$real" --version >/dev/full 2>/dev/null
+[ $? -eq 1 ] && ok || bad "--version > /dev/full: exit 1"
+
 # Atomic outputs (issue 8): --dump-output is staged beside itself and renamed
 # with -o's files; any write failure is exit 1 with the path and errno, and
 # leaves neither -o nor the dump.
