@@ -106,4 +106,13 @@ grep -q "epsim: -o needs a value" "$work/err" && ok || bad "-o needs a value mes
 grep -q "unknown option '--bogus'" <("$epsim" run "$src/scenarios/default.yaml" --bogus 2>&1) && ok ||
   bad "unknown option message"
 
+# Resource guards of the scenario reader: an endless file and deep nesting end
+# at once with a clear message (they used to read until a 4 GiB allocation
+# failed, and run libyaml for minutes).
+expect_rc 1 "check /dev/zero" timeout 20 "$epsim" check /dev/zero
+grep -q "^/dev/zero: cannot read: larger than 16 MiB" "$work/err" && ok || bad "/dev/zero message"
+head -c 200000 /dev/zero | tr '\0' '[' >"$work/deep.yaml"
+expect_rc 1 "200k nested [" timeout 20 "$epsim" check "$work/deep.yaml"
+grep -q "deep.yaml:1:65: yaml: nested more than 64 levels deep" "$work/err" && ok || bad "nesting message"
+
 finish test_cli
