@@ -544,6 +544,8 @@ static void ep__type_key(ep_keyfile *kf, int32_t k)
       ep__key_error(kf, v->val_pos, k, "out of range: %.*s", show, v->text);
       return;
     }
+    if (v->d == 0.0)
+      v->d = 0.0; /* -0 is 0 */
     break;
   }
   case EP_KEYFILE_ENUM: {

@@ -115,4 +115,50 @@ head -c 200000 /dev/zero | tr '\0' '[' >"$work/deep.yaml"
 expect_rc 1 "200k nested [" timeout 20 "$epsim" check "$work/deep.yaml"
 grep -q "deep.yaml:1:65: yaml: nested more than 64 levels deep" "$work/err" && ok || bad "nesting message"
 
+# check and run agree on every bounded key at and beyond its ends (issue 8:
+# these crashed, hung or deadlocked SimGrid, or check passed what run then
+# refused). 0: both accept and run completes with a finite layer time; 1: both
+# refuse with the key's file:line:col ("--set:2:COL" here) and valid range.
+agree() { # rc key=value [key=value...]
+  local want=$1 sets=(--set workload.tokens_per_gpu=64)
+  shift
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  "$epsim" check "$src/scenarios/default.yaml" "${sets[@]}" >"$work/out" 2>"$work/err"
+  local check_rc=$?
+  timeout 60 "$epsim" run "$src/scenarios/default.yaml" -o "$work/agree" "${sets[@]}" \
+    >"$work/out" 2>"$work/err"
+  local run_rc=$?
+  if [ "$check_rc" -eq "$want" ] && [ "$run_rc" -eq "$want" ]; then ok; else
+    bad "$*: check exit $check_rc, run exit $run_rc, wanted $want"
+    tail -n 5 "$work/err" >&2
+  fi
+  if [ "$want" -eq 0 ]; then
+    grep -q '^layer time [0-9]\{1,12\}\.[0-9][0-9] µs' "$work/out" && ok ||
+      bad "$*: no sane layer time: $(grep 'layer time' "$work/out")"
+  else
+    grep -q "^--set:[0-9]*:[0-9]*: [a-z_]*\.[a-z_A-Z]*: .* (valid: .*)$" "$work/err" && ok ||
+      { bad "$*: no --set:line:col: key: message (valid: ...)"; cat "$work/err" >&2; }
+    [ ! -e "$work/agree" ] && ok || bad "$*: refused input created -o"
+  fi
+  rm -rf "$work/agree"
+}
+for key in cluster.nic_latency_us cluster.nvlink_latency_us; do
+  for v in 0 0.01 1e6; do agree 0 "$key=$v"; done
+  for v in 1e-20 1e-12 0.0099 1000001 2e11 1e305; do agree 1 "$key=$v"; done
+done
+for key in cluster.nic_GBps cluster.nvlink_GBps; do
+  for v in 1e-3 1e6; do agree 0 "$key=$v"; done
+  for v in 1e-300 0.000999 1000000.1 1e300; do agree 1 "$key=$v"; done
+done
+agree 0 model.n_experts=1024 model.top_k=1024
+agree 1 model.n_experts=2048 model.top_k=1025
+for v in 64 1e-300; do agree 0 workload.routing=zipf workload.zipf_exponent=$v; done
+for v in 64.0001 135 150; do agree 1 workload.routing=zipf workload.zipf_exponent=$v; done
+agree 0 workload.routing=hot workload.hot_experts=1 workload.hot_share=2.3e-308 model.top_k=256
+agree 0 workload.routing=hot workload.hot_experts=255 workload.hot_share=0.9999999999999999
+agree 0 policy.capacity_factor=1e-300
+agree 0 policy.capacity_factor=1e300
+agree 1 workload.tokens_per_gpu=16777216 model.top_k=1024 model.n_experts=1024 \
+  model.hidden=1048576 parallel.ep=1024 cluster.nodes=128
+
 finish test_cli
