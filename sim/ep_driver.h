@@ -35,6 +35,7 @@
 
 #include "ep_cli.h"
 #include "ep_engine.h"
+#include "ep_memory.h"
 #include "ep_plan.h"
 #include "ep_routing.h"
 #include "ep_scenario.h"
@@ -76,6 +77,9 @@ typedef struct ep_driver_backend {
   /* Prints the lines above the summary on the reporting process; NULL: the
    * driver prints "TOOL VERSION: SCENARIO, backend BACKEND". */
   void (*print_head)(void *user, const ep_driver_run *run, FILE *out);
+  /* The backend's own peak bytes for the scenario, beyond the plan's
+   * (ep_memory_plan_bytes), its process base included; NULL: none counted. */
+  double (*memory_bytes)(void *user, const ep_scenario *scenario);
 } ep_driver_backend;
 
 /* Loads and validates cfg->opts->scenario_path with the --set overrides,
@@ -83,12 +87,21 @@ typedef struct ep_driver_backend {
  * be read, or a problem in it) or EP_EXIT_INTERNAL. */
 int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out);
 
+/* Estimates the run's peak memory (the plan's and backend->memory_bytes; backend
+ * may be NULL) against cfg->opts->max_memory_GiB or the default share of
+ * physical memory (ep_memory.h), into *out (may be NULL). Returns EP_EXIT_OK,
+ * or EP_EXIT_BAD_INPUT with the estimate and the limit logged. ep_driver_main
+ * calls it before building the plan; epsim check calls it too, so that check
+ * and run agree. */
+int ep_driver_check_memory(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user,
+                           const ep_scenario *scenario, ep_memory_budget *out);
+
 /* mkdir -p dir; on failure logs "cannot create output directory DIR: why" and
  * returns EP_ERR_PARSE (bad input). The driver calls it before writing; a
  * backend that writes files of its own into -o calls it before them. */
 ep_status ep_driver_make_out_dir(const char *dir);
 
-/* Load -> plan -> backend->run(user, ...) -> on the reporting process: the
+/* Load -> memory check -> plan -> backend->run(user, ...) -> on the reporting process: the
  * head (backend->print_head or the driver's line), the summary, -o created,
  * results.csv, trace.json and phases.png written, then
  * "\nwrote DIR/results.csv, DIR/trace.json, DIR/phases.png[, ALSO]". Returns an

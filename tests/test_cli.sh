@@ -161,4 +161,22 @@ agree 0 policy.capacity_factor=1e300
 agree 1 workload.tokens_per_gpu=16777216 model.top_k=1024 model.n_experts=1024 \
   model.hidden=1048576 parallel.ep=1024 cluster.nodes=128
 
+# The peak-memory guard: a run whose estimate is above the limit is refused,
+# by check and run alike, before anything large is allocated (EP 65536 needs
+# ~200 GiB and was OOM-killed), with the estimate and the limit.
+huge=(--set parallel.ep=65536 --set cluster.nodes=8192 --set model.n_experts=65536)
+for cmd in check run; do
+  expect_rc 1 "$cmd EP 65536" timeout 20 "$epsim" $cmd "$src/scenarios/default.yaml" "${huge[@]}" \
+    $([ $cmd = run ] && echo "-o $work/huge")
+  grep -q "this run needs about [0-9.]* GiB (plan [0-9.]* GiB, simgrid [0-9.]* GiB), above the limit of [0-9.]* GiB ([0-9]*% of the machine's [0-9.]* GiB; set it with --max-memory-GiB)" \
+    "$work/err" && ok || { bad "$cmd EP 65536 message"; cat "$work/err" >&2; }
+  expect_rc 1 "$cmd --max-memory-GiB 0.001" "$epsim" $cmd "$src/scenarios/default.yaml" \
+    --max-memory-GiB 0.001 $([ $cmd = run ] && echo "-o $work/huge")
+  grep -q "above the limit of 0.00 GiB (--max-memory-GiB)" "$work/err" && ok || bad "$cmd limit message"
+done
+[ ! -e "$work/huge" ] && ok || bad "a run above the memory limit created -o"
+expect_rc 0 "check --max-memory-GiB 1000" "$epsim" check "$src/scenarios/default.yaml" --max-memory-GiB 1000
+grep -q "^memory     about 0.0[0-9]* GiB at peak (plan 0.0[0-9]* GiB), limit 1000.0 GiB$" "$work/out" && ok ||
+  bad "check prints the memory estimate"
+
 finish test_cli
