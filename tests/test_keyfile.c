@@ -330,6 +330,45 @@ static void test_hash_and_arguments(void)
   ep_keyfile_free(NULL);
 }
 
+/* A number key that takes 0 besides its range (a latency: 0, or 1..2). */
+static void test_zero_ok(void)
+{
+  static const ep_keyfile_section lat_sections[] = {{"link", 1}};
+  static const ep_keyfile_spec lat_keys[] = {{.section = 0,
+                                              .name = "lat",
+                                              .type = EP_KEYFILE_NUMBER,
+                                              .num_min = 1,
+                                              .num_max = 2,
+                                              .zero_ok = 1,
+                                              .valid = "0, or a number in 1..2"}};
+  static const ep_keyfile_schema lat_schema = {"links", lat_sections, 1, lat_keys, 1};
+  char path[] = "/tmp/test_keyfile_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK(fd >= 0 && write(fd, "link:\n  lat: 1\n", 15) == 15);
+  if (fd >= 0)
+    CHECK(close(fd) == 0);
+  const struct {
+    const char *value;
+    int ok;
+  } cases[] = {{"0", 1},   {"-0", 1},     {"0e5", 1}, {"1", 1}, {"2", 1},
+               {"0.5", 0}, {"1e-300", 0}, {"2.5", 0}, {"-1", 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char ov[64];
+    snprintf(ov, sizeof ov, "link.lat=%s", cases[i].value);
+    const char *ovs[] = {ov};
+    ep_keyfile *kf = NULL;
+    CHECK_EQ_INT(ep_keyfile_load(&lat_schema, path, ovs, 1, &kf, stderr), EP_OK);
+    const ep_keyfile_value *v = ep_keyfile_values(kf);
+    CHECK_EQ_INT(v && v[0].ok, cases[i].ok);
+    if (v && v[0].ok && v[0].d == 0)
+      CHECK(!signbit(v[0].d)); /* -0 is read as 0 */
+    CHECK_EQ_INT(ep_keyfile_report(kf, NULL), cases[i].ok ? EP_OK : EP_ERR_PARSE);
+    ep_keyfile_free(kf);
+  }
+  CHECK(unlink(path) == 0);
+}
+
 /* Loads path (no overrides) and returns what the load printed to err; *st
  * gets its status. The caller frees the text. */
 static char *load_status(const char *path, ep_status *st)
@@ -482,6 +521,7 @@ int main(void)
   test_overrides();
   test_caller_errors();
   test_hash_and_arguments();
+  test_zero_ok();
   test_size_limit();
   test_shape_limits();
   return check_exit_code("test_keyfile");
