@@ -18,7 +18,7 @@ typedef enum {
   EP_KEYFILE_STRING, /* any scalar, plain or quoted, 1..max bytes */
   EP_KEYFILE_INT,    /* unquoted decimal int64 in min..max */
   EP_KEYFILE_UINT64, /* unquoted decimal, 0..UINT64_MAX */
-  EP_KEYFILE_NUMBER, /* unquoted finite decimal double within num_min, num_max */
+  EP_KEYFILE_NUMBER, /* unquoted finite decimal double within num_min, num_max (-0 read as 0) */
   EP_KEYFILE_ENUM,   /* one of names, plain or quoted, case-sensitive */
 } ep_keyfile_type;
 
