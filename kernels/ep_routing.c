@@ -24,8 +24,6 @@
 #include "ep_alloc.h"
 #include "ep_rng.h"
 
-/* Per-token scratch lives on the stack, which bounds top_k. */
-#define EP__ROUTER_MAX_TOP_K 1024
 /* Below this acceptance rate a linear scan beats rejection (>= 4 tries expected). */
 #define EP__ROUTER_SCAN_ACCEPT 0.25
 /* After this many rejections in a row, finish the draw with the exact linear scan. */
@@ -252,9 +250,9 @@ ep_status ep_router_init(ep_router **out, const ep_routing_cfg *cfg, int32_t n_e
                  (int)n_experts);
     return EP_ERR_INVALID;
   }
-  if (top_k > EP__ROUTER_MAX_TOP_K) {
+  if (top_k > EP_ROUTER_MAX_TOP_K) {
     ep_log_error("ep_router_init: top_k %d above the supported %d", (int)top_k,
-                 EP__ROUTER_MAX_TOP_K);
+                 EP_ROUTER_MAX_TOP_K);
     return EP_ERR_UNSUPPORTED;
   }
   ep_router *r = calloc(1, sizeof *r);
@@ -513,8 +511,8 @@ static void route_range(const ep_router *router, int64_t first_token, int64_t n_
 {
   if (!route_args_ok(router, first_token, n_tokens, experts))
     return;
-  int32_t sorted[EP__ROUTER_MAX_TOP_K];
-  double race[EP__ROUTER_MAX_TOP_K];
+  int32_t sorted[EP_ROUTER_MAX_TOP_K];
+  double race[EP_ROUTER_MAX_TOP_K];
   uint64_t bits[EP__ROUTER_BITSET_EXPERTS / 64];
   uint64_t *chosen = chosen_set(router, bits);
   int32_t k = router->top_k;

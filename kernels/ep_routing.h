@@ -37,9 +37,22 @@ typedef struct ep_routing_cfg {
  * Which experts are popular is a permutation drawn from cfg->seed. */
 ep_status ep_routing_expert_probs(const ep_routing_cfg *cfg, int32_t n_experts, double *probs);
 
+/* The most experts per token the router takes (its per-token scratch is on the
+ * stack); ep_router_init refuses more with EP_ERR_UNSUPPORTED. */
+#define EP_ROUTER_MAX_TOP_K 1024
+
+/* The largest Zipf exponent s for which every popularity stays > 0 in double
+ * with up to 65536 experts: p_min <= 65536^-s = 2^-16s, and 2^-1024 at s = 64
+ * is above the smallest double, 2^-1074 (the real limit there is s = 67.1; for
+ * n experts it is 1074 / log2(n), 134 at 256). ep_routing_expert_probs refuses
+ * an s whose popularity underflows. Well before 64 the routing is already
+ * deterministic: at s = 20 the second expert gets 2^-20 of the first's share. */
+#define EP_ROUTING_MAX_ZIPF_EXPONENT 64.0
+
 typedef struct ep_router ep_router;
 
-/* Creates a router for n_experts and top_k (1 <= top_k <= n_experts). *out is
+/* Creates a router for n_experts and top_k (1 <= top_k <= n_experts and
+ * EP_ROUTER_MAX_TOP_K). *out is
  * owned by the caller and freed with ep_router_free. */
 ep_status ep_router_init(ep_router **out, const ep_routing_cfg *cfg, int32_t n_experts,
                          int32_t top_k);

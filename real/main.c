@@ -16,7 +16,8 @@
 #include "ep_real_backends.h"
 #include "ep_real_run.h"
 
-static const ep_driver_backend real_driver = {ep_real_run, ep_real_print_head};
+/* No backend estimate: ep_real_run checks each rank's buffers against its own limit. */
+static const ep_driver_backend real_driver = {ep_real_run, ep_real_print_head, NULL};
 
 /* The version and the backends this build has. */
 static void print_version(void)

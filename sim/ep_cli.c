@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ typedef enum {
   KIND_STRING,  /* const char * field = the value */
   KIND_INT,     /* int64_t field, in [min, max] */
   KIND_BYTES,   /* double field, ep_cli_parse_bytes */
+  KIND_NUMBER,  /* double field, a finite number > 0 */
   KIND_SET,     /* appended to sets */
   KIND_SIMGRID, /* appended to simgrid_args as "--NAME=VALUE" */
 } flag_kind;
@@ -56,6 +58,9 @@ static const flag_row rows[] = {
     {"log", 0, "SPEC", EP_CLI_RUN, KIND_SIMGRID, 0, 0, 0,
      "a SimGrid log setting in SimGrid's syntax (repeatable), e.g.\n"
      "--log=root.thres:critical"},
+    {"max-memory-GiB", 0, "X", EP_CLI_RUN | EP_CLI_CHECK, KIND_NUMBER, FIELD(max_memory_GiB), 0, 0,
+     "refuse a run whose estimated peak memory is above X GiB\n"
+     "(default 80% of physical memory); check refuses it too"},
     {"dump-output", 0, "FILE", EP_CLI_REAL, KIND_STRING, FIELD(dump_path), 0, 0,
      "write the layer output: float32, native byte order,\n"
      "[ep * tokens_per_gpu * hidden], global token order (rank-major)"},
@@ -248,6 +253,18 @@ static ep_status apply(const tool_desc *t, const flag_row *r, const char *value,
       return EP_ERR_PARSE;
     }
     *(double *)(void *)field = bytes;
+    return EP_OK;
+  }
+  case KIND_NUMBER: {
+    char *end = NULL;
+    errno = 0;
+    const double x = strtod(value, &end);
+    if (errno || end == value || *end || !isfinite(x) || !(x > 0)) {
+      if (err)
+        fprintf(err, "%s: %s wants a number > 0, got '%s'\n", t->name, name, value);
+      return EP_ERR_PARSE;
+    }
+    *(double *)(void *)field = x;
     return EP_OK;
   }
   case KIND_SET:

@@ -47,6 +47,8 @@ typedef struct ep_cli_opts {
   int64_t check_tokens;  /* --check-tokens N, default 8 */
   int64_t warmup;        /* --warmup N, default 1 */
   double max_mem_bytes;  /* --max-mem BYTES (K/M/G/T suffixes); 0: the backend's default */
+  /* epsim run and check */
+  double max_memory_GiB; /* --max-memory-GiB X; 0: EP_MEMORY_DEFAULT_SHARE of physical memory */
 } ep_cli_opts;
 
 /* Parses argv (argv[0] is the program) into *out, which it initialises. On

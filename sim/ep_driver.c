@@ -27,6 +27,18 @@ int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out)
   return exit_code(st);
 }
 
+int ep_driver_check_memory(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user,
+                           const ep_scenario *s, ep_memory_budget *out)
+{
+  ep_memory_budget b = {.plan_bytes = ep_memory_plan_bytes(s)};
+  if (backend && backend->memory_bytes)
+    b.backend_bytes = backend->memory_bytes(user, s);
+  ep_memory_set_limit(cfg->opts->max_memory_GiB, &b);
+  if (out)
+    *out = b;
+  return ep_memory_check(&b, cfg->opts->backend) == EP_OK ? EP_EXIT_OK : EP_EXIT_BAD_INPUT;
+}
+
 /* Flushes out, checking it and its error flag: EP_EXIT_BAD_INPUT (a full
  * disk, a closed pipe) logged. */
 static int flush_out(FILE *out)
@@ -92,6 +104,8 @@ int ep_driver_main(const ep_driver_cfg *cfg, const ep_driver_backend *backend, v
     return EP_EXIT_INTERNAL;
   ep_scenario scenario;
   int rc = ep_driver_load(cfg, &scenario);
+  if (rc == EP_EXIT_OK)
+    rc = ep_driver_check_memory(cfg, backend, user, &scenario, NULL);
   if (rc != EP_EXIT_OK)
     return rc;
   /* The stage is large (paths); a bad -o is refused before the run. */

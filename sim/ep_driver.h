@@ -36,6 +36,7 @@
 
 #include "ep_cli.h"
 #include "ep_engine.h"
+#include "ep_memory.h"
 #include "ep_output.h"
 #include "ep_plan.h"
 #include "ep_routing.h"
@@ -83,6 +84,9 @@ typedef struct ep_driver_backend {
   /* Prints the lines above the summary on the reporting process; NULL: the
    * driver prints "TOOL VERSION: SCENARIO, backend BACKEND". */
   void (*print_head)(void *user, const ep_driver_run *run, FILE *out);
+  /* The backend's own peak bytes for the scenario, beyond the plan's
+   * (ep_memory_plan_bytes), its process base included; NULL: none counted. */
+  double (*memory_bytes)(void *user, const ep_scenario *scenario);
 } ep_driver_backend;
 
 /* Loads and validates cfg->opts->scenario_path with the --set overrides,
@@ -90,7 +94,16 @@ typedef struct ep_driver_backend {
  * be read, or a problem in it) or EP_EXIT_INTERNAL. */
 int ep_driver_load(const ep_driver_cfg *cfg, ep_scenario *out);
 
-/* Load -> plan -> backend->run(user, ...) -> on the reporting process: the
+/* Estimates the run's peak memory (the plan's and backend->memory_bytes; backend
+ * may be NULL) against cfg->opts->max_memory_GiB or the default share of
+ * physical memory (ep_memory.h), into *out (may be NULL). Returns EP_EXIT_OK,
+ * or EP_EXIT_BAD_INPUT with the estimate and the limit logged. ep_driver_main
+ * calls it before building the plan; epsim check calls it too, so that check
+ * and run agree. */
+int ep_driver_check_memory(const ep_driver_cfg *cfg, const ep_driver_backend *backend, void *user,
+                           const ep_scenario *scenario, ep_memory_budget *out);
+
+/* Load -> memory check -> plan -> backend->run(user, ...) -> on the reporting process: the
  * head (backend->print_head or the driver's line), the summary, results.csv,
  * trace.json and phases.png staged beside the run's own files, standard
  * output flushed, every file renamed into place (ep_output_stage), then

@@ -52,6 +52,9 @@ struct ep_keyfile {
   int no_root; /* empty document or not a mapping: nothing else to check */
 };
 
+#define EP__STR_(x) #x
+#define EP__STR(x) EP__STR_(x)
+
 /* Room for joined name lists and dotted names in messages. */
 #define EP__LIST_MAX 1024
 #define EP__DOTTED_MAX 128
@@ -535,11 +538,14 @@ static void ep__type_key(ep_keyfile *kf, int32_t k)
       ep__key_error(kf, v->val_pos, k, "expected a number, got '%.*s'", show, v->text);
       return;
     }
-    if (rc == ERANGE || v->d < key->num_min || (key->num_min_open && v->d == key->num_min) ||
-        v->d > key->num_max || (key->num_max_open && v->d == key->num_max)) {
+    if (rc == ERANGE || (!(key->zero_ok && v->d == 0.0) &&
+                         (v->d < key->num_min || (key->num_min_open && v->d == key->num_min) ||
+                          v->d > key->num_max || (key->num_max_open && v->d == key->num_max)))) {
       ep__key_error(kf, v->val_pos, k, "out of range: %.*s", show, v->text);
       return;
     }
+    if (v->d == 0.0)
+      v->d = 0.0; /* -0 is 0 */
     break;
   }
   case EP_KEYFILE_ENUM: {
@@ -616,10 +622,14 @@ void ep_keyfile_reject(ep_keyfile *kf, int32_t key, const char *fmt, ...)
 
 /* ---- file reading, hashing, YAML errors ---- */
 
-static ep_status ep__read_file(const char *path, char **buf, size_t *len, int *err_no)
+/* Reads at most EP_KEYFILE_MAX_BYTES + 1 bytes, whatever the file is (a
+ * regular file, a pipe, /dev/zero), so *too_big says "larger than the cap"
+ * without reading on. */
+static ep_status ep__read_file(const char *path, char **buf, size_t *len, int *err_no, int *too_big)
 {
   FILE *f = fopen(path, "rb");
   *err_no = 0;
+  *too_big = 0;
   if (!f) {
     *err_no = errno;
     return EP_ERR_IO;
@@ -633,13 +643,20 @@ static ep_status ep__read_file(const char *path, char **buf, size_t *len, int *e
   }
   for (;;) {
     if (n == cap) {
-      char *grown = cap < SIZE_MAX / 4 ? realloc(data, 2 * cap + 1) : NULL;
+      if (cap > EP_KEYFILE_MAX_BYTES) {
+        *too_big = 1;
+        st = EP_ERR_IO;
+        break;
+      }
+      /* Up to the cap plus the one byte that shows the file is larger. */
+      const size_t next = 2 * cap > EP_KEYFILE_MAX_BYTES ? EP_KEYFILE_MAX_BYTES + 1 : 2 * cap;
+      char *grown = realloc(data, next + 1);
       if (!grown) {
         st = EP_ERR_NOMEM;
         break;
       }
       data = grown;
-      cap *= 2;
+      cap = next;
     }
     size_t got = fread(data + n, 1, cap - n, f);
     n += got;
@@ -696,10 +713,57 @@ static void ep__yaml_error(ep_keyfile *kf, const yaml_parser_t *parser)
     ep__error(kf, p, "yaml", "YAML block or flow mappings", "%s", problem);
 }
 
-/* Parses kf->buf into kf->doc, refusing a second document. Returns EP_ERR_NOMEM
- * or EP_OK; a syntax error is recorded and leaves no document. */
+/* Walks kf->buf's events, as far as they parse, and records an error where the
+ * nesting gets deeper than EP_KEYFILE_MAX_DEPTH or the nodes more than
+ * EP_KEYFILE_MAX_NODES. *ok: 1 if neither happened (a syntax error is left to
+ * the loader, which finds it again). Stopping at the limit keeps libyaml's
+ * work per event bounded by the depth. Returns EP_ERR_NOMEM or EP_OK. */
+static ep_status ep__check_shape(ep_keyfile *kf, int *ok)
+{
+  *ok = 1;
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser))
+    return EP_ERR_NOMEM;
+  yaml_parser_set_input_string(&parser, (const unsigned char *)kf->buf, kf->len);
+  ep_status st = EP_OK;
+  int32_t depth = 0, nodes = 0;
+  for (int done = 0; !done;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      if (parser.error == YAML_MEMORY_ERROR)
+        st = EP_ERR_NOMEM;
+      break;
+    }
+    const int opens = ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT;
+    depth += opens;
+    depth -= ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT;
+    nodes += opens || ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT;
+    const ep_keyfile_pos pos = ep__mark_pos(kf, ev.start_mark);
+    if (depth > EP_KEYFILE_MAX_DEPTH) {
+      ep__error(kf, pos, "yaml", "at most " EP__STR(EP_KEYFILE_MAX_DEPTH) " levels of nesting",
+                "nested more than %d levels deep", EP_KEYFILE_MAX_DEPTH);
+      *ok = 0;
+    } else if (nodes > EP_KEYFILE_MAX_NODES) {
+      ep__error(kf, pos, "yaml", "at most " EP__STR(EP_KEYFILE_MAX_NODES) " nodes",
+                "more than %d nodes", EP_KEYFILE_MAX_NODES);
+      *ok = 0;
+    }
+    done = !*ok || ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  return st;
+}
+
+/* Parses kf->buf into kf->doc, refusing a second document and one beyond the
+ * limits of ep__check_shape. Returns EP_ERR_NOMEM or EP_OK; a syntax error or
+ * a limit crossed is recorded and leaves no document. */
 static ep_status ep__parse(ep_keyfile *kf)
 {
+  int shape_ok = 0;
+  ep_status shape_st = ep__check_shape(kf, &shape_ok);
+  if (shape_st != EP_OK || !shape_ok)
+    return shape_st;
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser))
     return EP_ERR_NOMEM;
@@ -763,10 +827,13 @@ ep_status ep_keyfile_load(const ep_keyfile_schema *schema, const char *path,
     goto fail;
   kf->root_pos = (ep_keyfile_pos){kf->path, 0, 1, 1};
 
-  int err_no = 0;
-  st = ep__read_file(path, &kf->buf, &kf->len, &err_no);
+  int err_no = 0, too_big = 0;
+  st = ep__read_file(path, &kf->buf, &kf->len, &err_no, &too_big);
   if (st != EP_OK) {
-    if (err)
+    if (err && too_big)
+      fprintf(err, "%s: cannot read: larger than %d MiB (valid: a file of at most %d bytes)\n",
+              path, EP_KEYFILE_MAX_BYTES >> 20, EP_KEYFILE_MAX_BYTES);
+    else if (err)
       fprintf(err, "%s: cannot read: %s\n", path,
               st == EP_ERR_NOMEM ? "out of memory" : strerror(err_no));
     goto fail;

@@ -18,7 +18,7 @@ typedef enum {
   EP_KEYFILE_STRING, /* any scalar, plain or quoted, 1..max bytes */
   EP_KEYFILE_INT,    /* unquoted decimal int64 in min..max */
   EP_KEYFILE_UINT64, /* unquoted decimal, 0..UINT64_MAX */
-  EP_KEYFILE_NUMBER, /* unquoted finite decimal double within num_min, num_max */
+  EP_KEYFILE_NUMBER, /* unquoted finite decimal double within num_min, num_max (-0 read as 0) */
   EP_KEYFILE_ENUM,   /* one of names, plain or quoted, case-sensitive */
 } ep_keyfile_type;
 
@@ -38,6 +38,7 @@ typedef struct ep_keyfile_spec {
   int num_min_open;         /* NUMBER: num_min itself is invalid */
   int num_max_open;         /* NUMBER: num_max itself is invalid */
   int none_ok;              /* NUMBER: the word none is accepted too */
+  int zero_ok;              /* NUMBER: 0 is valid too, outside num_min..num_max */
   const char *const *names; /* ENUM: NULL-terminated, index = value */
   const char *valid;        /* the text after "valid:"; NULL for ENUM: the names joined */
 } ep_keyfile_spec;
@@ -78,6 +79,15 @@ typedef enum { EP_KEYFILE_AT_KEY, EP_KEYFILE_AT_VALUE } ep_keyfile_at;
 /* User text quoted in messages is cut to this many bytes ("%.*s"). */
 #define EP_KEYFILE_SHOW 40
 
+/* What a key file may hold, checked before libyaml builds the document: a
+ * larger file is not read on (so /dev/zero or a pipe ends at once), deeper
+ * nesting or more nodes is an error at the node that crosses the limit.
+ * libyaml's loader is quadratic in nesting depth (200k '[' took minutes), and
+ * a key file needs depth 2 and a few hundred nodes. */
+#define EP_KEYFILE_MAX_BYTES (16 << 20)
+#define EP_KEYFILE_MAX_DEPTH 64
+#define EP_KEYFILE_MAX_NODES 65536
+
 typedef struct ep_keyfile ep_keyfile;
 
 /* Reads path and checks it against schema (which must outlive the handle): the
@@ -88,8 +98,9 @@ typedef struct ep_keyfile ep_keyfile;
  * printed: the caller may add its own (ep_keyfile_error_at) and then prints all
  * with ep_keyfile_report. Returns EP_OK with *out set (to free with
  * ep_keyfile_free) whether or not the file had problems; EP_ERR_IO (the reason
- * printed to err, which may be NULL) when the file cannot be read, EP_ERR_NOMEM,
- * or EP_ERR_INVALID for bad arguments, with *out NULL. */
+ * printed to err, which may be NULL) when the file cannot be read or is larger
+ * than EP_KEYFILE_MAX_BYTES, EP_ERR_NOMEM, or EP_ERR_INVALID for bad
+ * arguments, with *out NULL. */
 ep_status ep_keyfile_load(const ep_keyfile_schema *schema, const char *path,
                           const char *const *overrides, int32_t n_overrides, ep_keyfile **out,
                           FILE *err);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ep_fabric.h"
 #include "ep_keyfile.h"
 
 typedef enum { S_MODEL, S_CLUSTER, S_PARALLEL, S_WORKLOAD, S_POLICY, S_SIM, S_COUNT } ep__sec;
@@ -79,6 +80,25 @@ _Static_assert(EP_FLOWS_AUTO == 0 && EP_FLOWS_PAIR == 1 && EP_FLOWS_PORT == 2, "
     .section = s, .name = n, .type = EP_KEYFILE_NUMBER, .num_min = lo, .num_max = hi,              \
     .num_min_open = lo_open, .num_max_open = hi_open, .none_ok = none, .valid = v                  \
   }
+/* Link ranges (scenarios/README.md says why). A latency is 0 or at least
+ * 0.01 µs: each GPU link carries half of it, and SimGrid 3.32 warns below its
+ * timing precision of 1 ns and crashes in its max-min solver below ~1e-11 µs;
+ * above 1e6 µs (1 s, 5 orders below the ~2e11 µs where it aborts) no network
+ * is meant. Bandwidths: 1 MB/s (1e-3 GB/s), 100x below 1 GbE, up to the
+ * fabric's latency pads (EP_FABRIC_PAD_GBPS, 1 PB/s), which cap a faster port
+ * in port flows; SimGrid reports a deadlock at ~1e300. */
+#define EP__LATENCY(n)                                                                             \
+  {                                                                                                \
+    .section = S_CLUSTER, .name = n, .type = EP_KEYFILE_NUMBER, .num_min = 0.01, .num_max = 1e6,   \
+    .zero_ok = 1, .valid = "0, or a number in 0.01..1e6"                                           \
+  }
+#define EP__BANDWIDTH(n)                                                                           \
+  {                                                                                                \
+    .section = S_CLUSTER, .name = n, .type = EP_KEYFILE_NUMBER, .num_min = 1e-3,                   \
+    .num_max = EP_FABRIC_PAD_GBPS, .valid = "number in 0.001..1e6"                                 \
+  }
+#define EP__STR_(x) #x
+#define EP__STR(x) EP__STR_(x)
 #define EP__ENUM(s, n, e)                                                                          \
   {                                                                                                \
     .section = s, .name = n, .type = EP_KEYFILE_ENUM, .names = e                                   \
@@ -96,7 +116,8 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
                 .max = EP__NAME_MAX,
                 .valid = "string of 1..63 bytes"},
     [K_N_EXPERTS] = EP__INT_REQUIRED(S_MODEL, "n_experts", 1, 65536, "integer 1..65536"),
-    [K_TOP_K] = EP__INT_REQUIRED(S_MODEL, "top_k", 1, 65536, "integer 1..n_experts"),
+    [K_TOP_K] = EP__INT_REQUIRED(S_MODEL, "top_k", 1, EP_ROUTER_MAX_TOP_K,
+                                 "integer 1.." EP__STR(EP_ROUTER_MAX_TOP_K) ", at most n_experts"),
     [K_HIDDEN] = EP__INT_REQUIRED(S_MODEL, "hidden", 1, 1048576, "integer 1..1048576"),
     [K_MOE_INTERMEDIATE] =
         EP__INT_REQUIRED(S_MODEL, "moe_intermediate", 1, 1048576, "integer 1..1048576"),
@@ -108,10 +129,10 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
     [K_RACKS] = EP__INT(S_CLUSTER, "racks", 1, 65536, "integer 1..65536"),
     [K_GPU] = {.section = S_CLUSTER, .name = "gpu", .type = EP_KEYFILE_STRING, .max = INT64_MAX},
     [K_GPUS_PER_NODE] = EP__INT(S_CLUSTER, "gpus_per_node", 1, 1024, "integer 1..1024"),
-    [K_NVLINK_GBPS] = EP__NUM(S_CLUSTER, "nvlink_GBps", 0, 1, HUGE_VAL, 1, 0, "number > 0"),
-    [K_NVLINK_LAT] = EP__NUM(S_CLUSTER, "nvlink_latency_us", 0, 0, HUGE_VAL, 1, 0, "number >= 0"),
-    [K_NIC_GBPS] = EP__NUM(S_CLUSTER, "nic_GBps", 0, 1, HUGE_VAL, 1, 0, "number > 0"),
-    [K_NIC_LAT] = EP__NUM(S_CLUSTER, "nic_latency_us", 0, 0, HUGE_VAL, 1, 0, "number >= 0"),
+    [K_NVLINK_GBPS] = EP__BANDWIDTH("nvlink_GBps"),
+    [K_NVLINK_LAT] = EP__LATENCY("nvlink_latency_us"),
+    [K_NIC_GBPS] = EP__BANDWIDTH("nic_GBps"),
+    [K_NIC_LAT] = EP__LATENCY("nic_latency_us"),
     [K_FABRIC] = EP__ENUM(S_CLUSTER, "fabric", ep_fabric_kind_names),
     [K_EP] = EP__INT_REQUIRED(S_PARALLEL, "ep", 1, 65536, "integer 1..65536"),
     [K_TP] = EP__INT(S_PARALLEL, "tp", 1, 1, "1, tp > 1 is not supported yet"),
@@ -119,7 +140,8 @@ static const ep_keyfile_spec ep__keys[K_COUNT] = {
     [K_PLACEMENT] = EP__ENUM(S_PARALLEL, "placement", ep__placements),
     [K_TOKENS] = EP__INT_REQUIRED(S_WORKLOAD, "tokens_per_gpu", 1, 16777216, "integer 1..16777216"),
     [K_ROUTING] = EP__ENUM(S_WORKLOAD, "routing", ep__routings),
-    [K_ZIPF] = EP__NUM(S_WORKLOAD, "zipf_exponent", 0, 1, HUGE_VAL, 1, 0, "number > 0"),
+    [K_ZIPF] = EP__NUM(S_WORKLOAD, "zipf_exponent", 0, 1, EP_ROUTING_MAX_ZIPF_EXPONENT, 0, 0,
+                       "number in (0, 64]"),
     [K_HOT_EXPERTS] = EP__INT(S_WORKLOAD, "hot_experts", 1, 65535, "integer 1..n_experts-1"),
     [K_HOT_SHARE] = EP__NUM(S_WORKLOAD, "hot_share", 0, 1, 1, 1, 0, "number in (0, 1)"),
     [K_SEED] = {.section = S_WORKLOAD,
@@ -266,6 +288,37 @@ static void ep__divisors(int64_t n, int64_t max_d, char *buf, size_t size)
   }
 }
 
+/* The plan counts every byte of the layer in int64 (ep_plan_build refuses more):
+ * tokens_per_gpu * ep * top_k copies of the larger of the two payloads. The
+ * key caps keep the copies below 2^50, not their bytes. */
+static void ep__check_bytes(ep_keyfile *kf, const ep_scenario *sc)
+{
+  const ep_keyfile_value *key = ep_keyfile_values(kf);
+  if (!EP__OK(K_TOKENS) || !EP__OK(K_EP) || !EP__OK(K_TOP_K) || !EP__OK(K_HIDDEN) ||
+      (key[K_DISPATCH_DTYPE].present && !key[K_DISPATCH_DTYPE].ok) ||
+      (key[K_COMBINE_DTYPE].present && !key[K_COMBINE_DTYPE].ok))
+    return;
+  const ep__key dtype_keys[] = {K_DISPATCH_DTYPE, K_COMBINE_DTYPE};
+  const ep_dtype defaults[] = {sc->model.dispatch_dtype, sc->model.combine_dtype};
+  int64_t bytes = 0;
+  for (int i = 0; i < 2; i++) {
+    const ep__key k = dtype_keys[i];
+    const ep_dtype dt = key[k].present ? (ep_dtype)key[k].e : defaults[i];
+    const int64_t b = ep_dtype_bytes_per_token(dt, (int32_t)key[K_HIDDEN].i);
+    bytes = b > bytes ? b : bytes; /* < 0 (fp8 with a bad hidden) is reported above */
+  }
+  const int64_t copies_per_token = key[K_EP].i * key[K_TOP_K].i; /* <= 2^26 */
+  if (bytes <= 0 || key[K_TOKENS].i <= INT64_MAX / copies_per_token / bytes)
+    return;
+  char valid[96];
+  snprintf(valid, sizeof valid, "integer 1..%" PRId64 " with this ep, top_k and hidden",
+           INT64_MAX / copies_per_token / bytes);
+  ep_keyfile_error_at(kf, K_TOKENS, EP_KEYFILE_AT_VALUE, valid,
+                      "%" PRId64 " tokens x ep %" PRId64 " x top_k %" PRId64 " x %" PRId64
+                      " bytes per token overflow the plan's int64 byte counts",
+                      key[K_TOKENS].i, key[K_EP].i, key[K_TOP_K].i, bytes);
+}
+
 /* The checks across keys (each key's own type and range, and the always
  * required keys, are the reader's); sc holds the defaults (EP_SCENARIO_INIT),
  * and gets its cluster. */
@@ -275,6 +328,7 @@ static void ep__check(ep_keyfile *kf, ep_scenario *sc)
   char valid[256];
 
   if (EP__OK(K_TOP_K) && EP__OK(K_N_EXPERTS) && key[K_TOP_K].i > key[K_N_EXPERTS].i) {
+    /* top_k's own range already holds it at EP_ROUTER_MAX_TOP_K. */
     snprintf(valid, sizeof valid, "integer 1..%" PRId64, key[K_N_EXPERTS].i);
     ep_keyfile_error_at(kf, K_TOP_K, EP_KEYFILE_AT_KEY, valid,
                         "top_k %" PRId64 " exceeds n_experts %" PRId64, key[K_TOP_K].i,
@@ -293,6 +347,8 @@ static void ep__check(ep_keyfile *kf, ep_scenario *sc)
                           EP_FP8_BLOCK, key[K_HIDDEN].i);
     }
   }
+
+  ep__check_bytes(kf, sc);
 
   const ep_gpu_spec *gpu = ep__find_gpu(kf, key);
   int cluster_ok = ep__resolve_cluster(kf, gpu, &sc->cluster);

@@ -30,7 +30,7 @@ static ep_flow_mode resolve_flows(const ep_scenario *s)
   return s->ep <= EP_FLOWS_AUTO_MAX_PAIR_GPUS ? EP_FLOWS_PAIR : EP_FLOWS_PORT;
 }
 
-static void print_check(const char *path, const ep_scenario *s)
+static void print_check(const char *path, const ep_scenario *s, const ep_memory_budget *mem)
 {
   const ep_cluster *c = &s->cluster;
   printf("%s: ok\n", path);
@@ -55,6 +55,10 @@ static void print_check(const char *path, const ep_scenario *s)
     printf("policy     capacity_factor none, dispatch direct\n");
   printf("sim        flows %s (resolves to %s)\n", flows_name(s->flows),
          flows_name(resolve_flows(s)));
+  const double GiB = 1024.0 * 1024.0 * 1024.0;
+  printf("memory     about %.3f GiB at peak (plan %.3f GiB), limit %.1f GiB\n",
+         (mem->plan_bytes + mem->backend_bytes) / GiB, mem->plan_bytes / GiB,
+         mem->limit_bytes / GiB);
 }
 
 /* The SimGrid callback's state: the flags, and the platform's final path,
@@ -94,8 +98,15 @@ static ep_status simgrid_run(void *user, ep_driver_run *run)
   return EP_OK;
 }
 
+static double simgrid_memory_bytes(void *user, const ep_scenario *scenario)
+{
+  (void)user;
+  return ep_sim_memory_bytes(scenario, resolve_flows(scenario));
+}
+
 /* epsim's backend registry. */
-static const ep_driver_backend simgrid_driver = {.run = simgrid_run};
+static const ep_driver_backend simgrid_driver = {.run = simgrid_run,
+                                                 .memory_bytes = simgrid_memory_bytes};
 static const ep_backend_entry simgrid_entry = {
     "simgrid", "SimGrid 3.32: flow-level network, one actor per GPU", &simgrid_driver};
 static const ep_backend_entry *const backends[] = {&simgrid_entry, NULL};
@@ -116,8 +127,11 @@ int main(int argc, char **argv)
     const ep_backend_entry *backend = ep_backend_find(backends, opts.backend);
     ep_scenario scenario;
     if (opts.command == EP_CLI_CHECK) {
-      if ((rc = ep_driver_load(&cfg, &scenario)) == EP_EXIT_OK)
-        print_check(opts.scenario_path, &scenario);
+      ep_memory_budget mem;
+      if ((rc = ep_driver_load(&cfg, &scenario)) == EP_EXIT_OK &&
+          (rc = ep_driver_check_memory(&cfg, backend ? backend->impl : NULL, NULL, &scenario,
+                                       &mem)) == EP_EXIT_OK)
+        print_check(opts.scenario_path, &scenario, &mem);
     } else if (!backend) {
       char names[256];
       fprintf(stderr, "epsim: unknown backend '%s' (valid: %s)\n", opts.backend,

@@ -202,4 +202,77 @@ else
   echo "test_cli: trace.json parse check skipped (no python3)"
 fi
 
+# Resource guards of the scenario reader: an endless file and deep nesting end
+# at once with a clear message (they used to read until a 4 GiB allocation
+# failed, and run libyaml for minutes).
+expect_rc 1 "check /dev/zero" timeout 20 "$epsim" check /dev/zero
+grep -q "^/dev/zero: cannot read: larger than 16 MiB" "$work/err" && ok || bad "/dev/zero message"
+head -c 200000 /dev/zero | tr '\0' '[' >"$work/deep.yaml"
+expect_rc 1 "200k nested [" timeout 20 "$epsim" check "$work/deep.yaml"
+grep -q "deep.yaml:1:65: yaml: nested more than 64 levels deep" "$work/err" && ok || bad "nesting message"
+
+# check and run agree on every bounded key at and beyond its ends (issue 8:
+# these crashed, hung or deadlocked SimGrid, or check passed what run then
+# refused). 0: both accept and run completes with a finite layer time; 1: both
+# refuse with the key's file:line:col ("--set:2:COL" here) and valid range.
+agree() { # rc key=value [key=value...]
+  local want=$1 sets=(--set workload.tokens_per_gpu=64)
+  shift
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  "$epsim" check "$src/scenarios/default.yaml" "${sets[@]}" >"$work/out" 2>"$work/err"
+  local check_rc=$?
+  timeout 60 "$epsim" run "$src/scenarios/default.yaml" -o "$work/agree" "${sets[@]}" \
+    >"$work/out" 2>"$work/err"
+  local run_rc=$?
+  if [ "$check_rc" -eq "$want" ] && [ "$run_rc" -eq "$want" ]; then ok; else
+    bad "$*: check exit $check_rc, run exit $run_rc, wanted $want"
+    tail -n 5 "$work/err" >&2
+  fi
+  if [ "$want" -eq 0 ]; then
+    grep -q '^layer time [0-9]\{1,12\}\.[0-9][0-9] µs' "$work/out" && ok ||
+      bad "$*: no sane layer time: $(grep 'layer time' "$work/out")"
+  else
+    grep -q "^--set:[0-9]*:[0-9]*: [a-z_]*\.[a-z_A-Z]*: .* (valid: .*)$" "$work/err" && ok ||
+      { bad "$*: no --set:line:col: key: message (valid: ...)"; cat "$work/err" >&2; }
+    [ ! -e "$work/agree" ] && ok || bad "$*: refused input created -o"
+  fi
+  rm -rf "$work/agree"
+}
+for key in cluster.nic_latency_us cluster.nvlink_latency_us; do
+  for v in 0 0.01 1e6; do agree 0 "$key=$v"; done
+  for v in 1e-20 1e-12 0.0099 1000001 2e11 1e305; do agree 1 "$key=$v"; done
+done
+for key in cluster.nic_GBps cluster.nvlink_GBps; do
+  for v in 1e-3 1e6; do agree 0 "$key=$v"; done
+  for v in 1e-300 0.000999 1000000.1 1e300; do agree 1 "$key=$v"; done
+done
+agree 0 model.n_experts=1024 model.top_k=1024
+agree 1 model.n_experts=2048 model.top_k=1025
+for v in 64 1e-300; do agree 0 workload.routing=zipf workload.zipf_exponent=$v; done
+for v in 64.0001 135 150; do agree 1 workload.routing=zipf workload.zipf_exponent=$v; done
+agree 0 workload.routing=hot workload.hot_experts=1 workload.hot_share=2.3e-308 model.top_k=256
+agree 0 workload.routing=hot workload.hot_experts=255 workload.hot_share=0.9999999999999999
+agree 0 policy.capacity_factor=1e-300
+agree 0 policy.capacity_factor=1e300
+agree 1 workload.tokens_per_gpu=16777216 model.top_k=1024 model.n_experts=1024 \
+  model.hidden=1048576 parallel.ep=1024 cluster.nodes=128
+
+# The peak-memory guard: a run whose estimate is above the limit is refused,
+# by check and run alike, before anything large is allocated (EP 65536 needs
+# ~200 GiB and was OOM-killed), with the estimate and the limit.
+huge=(--set parallel.ep=65536 --set cluster.nodes=8192 --set model.n_experts=65536)
+for cmd in check run; do
+  expect_rc 1 "$cmd EP 65536" timeout 20 "$epsim" $cmd "$src/scenarios/default.yaml" "${huge[@]}" \
+    $([ $cmd = run ] && echo "-o $work/huge")
+  grep -q "this run needs about [0-9.]* GiB (plan [0-9.]* GiB, simgrid [0-9.]* GiB), above the limit of [0-9.]* GiB ([0-9]*% of the machine's [0-9.]* GiB; set it with --max-memory-GiB)" \
+    "$work/err" && ok || { bad "$cmd EP 65536 message"; cat "$work/err" >&2; }
+  expect_rc 1 "$cmd --max-memory-GiB 0.001" "$epsim" $cmd "$src/scenarios/default.yaml" \
+    --max-memory-GiB 0.001 $([ $cmd = run ] && echo "-o $work/huge")
+  grep -q "above the limit of 0.00 GiB (--max-memory-GiB)" "$work/err" && ok || bad "$cmd limit message"
+done
+[ ! -e "$work/huge" ] && ok || bad "a run above the memory limit created -o"
+expect_rc 0 "check --max-memory-GiB 1000" "$epsim" check "$src/scenarios/default.yaml" --max-memory-GiB 1000
+grep -q "^memory     about 0.0[0-9]* GiB at peak (plan 0.0[0-9]* GiB), limit 1000.0 GiB$" "$work/out" && ok ||
+  bad "check prints the memory estimate"
+
 finish test_cli

@@ -80,6 +80,16 @@ static void test_epsim_good(void)
   CHECK_EQ_INT(parse(EP_CLI_EPSIM, ARGV("epsim", "check", "x.yaml", "--set", "a=1"), &o), EP_OK);
   CHECK_EQ_INT(o.command, EP_CLI_CHECK);
   CHECK_EQ_INT(o.n_sets, 1);
+  CHECK(o.max_memory_GiB == 0); /* the default share of physical memory */
+  ep_cli_opts_free(&o);
+  /* The memory limit, for run and check alike. */
+  CHECK_EQ_INT(parse(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--max-memory-GiB", "1.5"), &o),
+               EP_OK);
+  CHECK(o.max_memory_GiB == 1.5);
+  ep_cli_opts_free(&o);
+  CHECK_EQ_INT(parse(EP_CLI_EPSIM, ARGV("epsim", "check", "x.yaml", "--max-memory-GiB=64"), &o),
+               EP_OK);
+  CHECK(o.max_memory_GiB == 64);
   ep_cli_opts_free(&o);
   /* Flags may come before the command; words after "--" are never flags. */
   CHECK_EQ_INT(parse(EP_CLI_EPSIM, ARGV("epsim", "-o", "d", "run", "--", "-x.yaml"), &o), EP_OK);
@@ -106,7 +116,8 @@ static void test_epsim_good(void)
 
 static void test_epsim_bad(void)
 {
-  const char *valid = "(valid: -o, --set, --backend, --cfg, --log, --help, --version)\n";
+  const char *valid =
+      "(valid: -o, --set, --backend, --cfg, --log, --max-memory-GiB, --help, --version)\n";
   char msg[512];
   snprintf(msg, sizeof msg, "epsim: unknown option '--bogus' %s", valid);
   bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--bogus"), msg);
@@ -116,6 +127,11 @@ static void test_epsim_bad(void)
   snprintf(msg, sizeof msg, "epsim: unknown option '--dump-output' %s", valid);
   bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--dump-output", "f"), msg);
   bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--set"), "epsim: --set needs a value\n");
+  char *bad_gib[] = {"0", "-1", "inf", "nan", "1e400", "2G", ""};
+  for (size_t i = 0; i < sizeof bad_gib / sizeof bad_gib[0]; i++) {
+    snprintf(msg, sizeof msg, "epsim: --max-memory-GiB wants a number > 0, got '%s'\n", bad_gib[i]);
+    bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--max-memory-GiB", bad_gib[i]), msg);
+  }
   bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "-o"), "epsim: -o needs a value\n");
   bad(EP_CLI_EPSIM, ARGV("epsim", "run", "x.yaml", "--cfg"), "epsim: --cfg needs a value\n");
   bad(EP_CLI_EPSIM, ARGV("epsim", "--help=3"), "epsim: --help takes no value\n");
@@ -235,6 +251,7 @@ static void test_usage(void)
   CHECK_STR_CONTAINS(buf, "\n  --cfg=KEY:VALUE      run: a SimGrid setting in SimGrid's syntax");
   CHECK_STR_CONTAINS(buf, "(repeatable), e.g.\n                       --cfg=network/optim:Full.");
   CHECK_STR_CONTAINS(buf, "\n  -h, --help           print this help\n");
+  CHECK_STR_CONTAINS(buf, "\n  --max-memory-GiB X   refuse a run whose estimated peak memory");
   CHECK_STR_CONTAINS(buf, "\n  --backend NAME       run: the simulator backend (default simgrid), "
                           "one of:\n                       simgrid  the simulator\n");
   CHECK(!strstr(buf, "--dump-output"));
@@ -252,7 +269,7 @@ static void test_usage(void)
   CHECK_STR_CONTAINS(buf,
                      "(* not built into this epsim-real):\n                       cpu      host\n"
                      "                       nccl     * GPUs\n  --dump-output FILE");
-  CHECK(!strstr(buf, "--cfg") && !strstr(buf, "run:"));
+  CHECK(!strstr(buf, "--cfg") && !strstr(buf, "run:") && !strstr(buf, "--max-memory-GiB"));
   free(buf);
 }
 

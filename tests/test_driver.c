@@ -45,7 +45,24 @@ static void stub_head(void *user, const ep_driver_run *run, FILE *out)
   fprintf(out, "stub head: %s, %d ranks\n\n", run->backend, (int)run->plan->n_ranks);
 }
 
+/* A backend that says it needs 1 TiB beyond the plan. */
+static double stub_memory_bytes(void *user, const ep_scenario *scenario)
+{
+  (void)user;
+  (void)scenario;
+  return 1024.0 * 1024 * 1024 * 1024;
+}
+
+/* The last ep_log_error message. */
+static char logged[1024];
+static void keep_log(void *user, const char *message)
+{
+  (void)user;
+  snprintf(logged, sizeof logged, "%s", message);
+}
+
 static const ep_driver_backend plain = {.run = stub_run};
+static const ep_driver_backend greedy = {.run = stub_run, .memory_bytes = stub_memory_bytes};
 static const ep_driver_backend with_head = {.run = stub_run, .print_head = stub_head};
 
 static char out_text[16384], err_text[16384];
@@ -157,6 +174,31 @@ int main(void)
   CHECK_EQ_INT(s.calls, 0);
   CHECK(!exists(dir, "."));
 
+  /* Above the memory limit: bad input before the plan is built, the backend
+   * never runs, nothing is written; the message gives the estimate and the limit. */
+  s = (stub){.status = EP_OK, .reporting = 1};
+  ep_log_set_sink(keep_log, NULL);
+  CHECK_EQ_INT(drive(ARGV("epsim", "run", SCENARIO, "-o", dir), &greedy, &s), EP_EXIT_BAD_INPUT);
+  ep_log_set_sink(NULL, NULL);
+  CHECK_EQ_INT(s.calls, 0);
+  CHECK(!exists(dir, "."));
+  const char *need = "this run needs about 1024.00 GiB (plan 0.00 GiB, simgrid 1024.00 GiB), "
+                     "above the limit of ";
+  CHECK(!strncmp(logged, need, strlen(need)));
+  CHECK_STR_CONTAINS(logged, "% of the machine's ");
+  CHECK_STR_CONTAINS(logged, " GiB; set it with --max-memory-GiB)");
+  CHECK_EQ_INT(
+      drive(ARGV("epsim", "run", SCENARIO, "-o", dir, "--max-memory-GiB", "2048"), &greedy, &s),
+      EP_EXIT_OK);
+  CHECK_EQ_INT(s.calls, 1);
+  remove_outputs(dir);
+  s = (stub){.status = EP_OK, .reporting = 1};
+  CHECK_EQ_INT(
+      drive(ARGV("epsim", "run", SCENARIO, "-o", dir, "--max-memory-GiB", "1e-6"), &plain, &s),
+      EP_EXIT_BAD_INPUT);
+  CHECK_EQ_INT(s.calls, 0);
+  CHECK(!exists(dir, "."));
+
   /* -o that cannot be created: bad input, after the run. */
   char file_dir[300];
   snprintf(file_dir, sizeof file_dir, "%s/file", base);
@@ -186,6 +228,13 @@ int main(void)
   ep_scenario scenario;
   CHECK_EQ_INT(ep_driver_load(&cfg, &scenario), EP_EXIT_OK);
   CHECK_EQ_INT(scenario.ep, 4);
+  /* The budget epsim check prints: the plan's part exactly as ep_memory has it. */
+  ep_memory_budget mem;
+  CHECK_EQ_INT(ep_driver_check_memory(&cfg, &greedy, NULL, &scenario, &mem), EP_EXIT_BAD_INPUT);
+  CHECK(mem.plan_bytes == ep_memory_plan_bytes(&scenario) && mem.plan_bytes > 0);
+  CHECK(mem.backend_bytes == stub_memory_bytes(NULL, &scenario));
+  CHECK(!mem.limit_given && mem.limit_bytes == EP_MEMORY_DEFAULT_SHARE * mem.physical_bytes);
+  CHECK_EQ_INT(ep_driver_check_memory(&cfg, NULL, NULL, &scenario, NULL), EP_EXIT_OK);
   ep_cli_opts_free(&opts);
   CHECK_EQ_INT(ep_driver_main(NULL, &plain, &s), EP_EXIT_INTERNAL);
 

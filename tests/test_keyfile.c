@@ -1,12 +1,15 @@
 /* Key-file reader alone, on a tiny schema of its own (no scenario keys): typed
  * values and their positions, several errors reported at once and sorted,
  * overrides, the caller's errors at a key or its value, required keys and
- * sections, the content hash, bad arguments. Inline files are written to
- * mkstemp files. */
+ * sections, the content hash, bad arguments, and the limits on what a file
+ * may hold (size, also of endless files and pipes; nesting depth; nodes).
+ * Inline files are written to mkstemp files. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -327,6 +330,190 @@ static void test_hash_and_arguments(void)
   ep_keyfile_free(NULL);
 }
 
+/* A number key that takes 0 besides its range (a latency: 0, or 1..2). */
+static void test_zero_ok(void)
+{
+  static const ep_keyfile_section lat_sections[] = {{"link", 1}};
+  static const ep_keyfile_spec lat_keys[] = {{.section = 0,
+                                              .name = "lat",
+                                              .type = EP_KEYFILE_NUMBER,
+                                              .num_min = 1,
+                                              .num_max = 2,
+                                              .zero_ok = 1,
+                                              .valid = "0, or a number in 1..2"}};
+  static const ep_keyfile_schema lat_schema = {"links", lat_sections, 1, lat_keys, 1};
+  char path[] = "/tmp/test_keyfile_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK(fd >= 0 && write(fd, "link:\n  lat: 1\n", 15) == 15);
+  if (fd >= 0)
+    CHECK(close(fd) == 0);
+  const struct {
+    const char *value;
+    int ok;
+  } cases[] = {{"0", 1},   {"-0", 1},     {"0e5", 1}, {"1", 1}, {"2", 1},
+               {"0.5", 0}, {"1e-300", 0}, {"2.5", 0}, {"-1", 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char ov[64];
+    snprintf(ov, sizeof ov, "link.lat=%s", cases[i].value);
+    const char *ovs[] = {ov};
+    ep_keyfile *kf = NULL;
+    CHECK_EQ_INT(ep_keyfile_load(&lat_schema, path, ovs, 1, &kf, stderr), EP_OK);
+    const ep_keyfile_value *v = ep_keyfile_values(kf);
+    CHECK_EQ_INT(v && v[0].ok, cases[i].ok);
+    if (v && v[0].ok && v[0].d == 0)
+      CHECK(!signbit(v[0].d)); /* -0 is read as 0 */
+    CHECK_EQ_INT(ep_keyfile_report(kf, NULL), cases[i].ok ? EP_OK : EP_ERR_PARSE);
+    ep_keyfile_free(kf);
+  }
+  CHECK(unlink(path) == 0);
+}
+
+/* Loads path (no overrides) and returns what the load printed to err; *st
+ * gets its status. The caller frees the text. */
+static char *load_status(const char *path, ep_status *st)
+{
+  char *text = NULL;
+  size_t n = 0;
+  FILE *err = open_memstream(&text, &n);
+  CHECK(err != NULL);
+  ep_keyfile *kf = NULL;
+  *st = ep_keyfile_load(&schema, path, NULL, 0, &kf, err);
+  ep_keyfile_free(kf);
+  if (err)
+    CHECK(fclose(err) == 0);
+  return text;
+}
+
+/* A file of exactly the size cap loads; one byte more, /dev/zero and a pipe
+ * that never ends are refused after reading one byte past the cap. */
+static void test_size_limit(void)
+{
+  const char *doc = "run:\n  count: 7\n";
+  char *big = malloc(EP_KEYFILE_MAX_BYTES + 2);
+  CHECK(big != NULL);
+  if (!big)
+    return;
+  memset(big, ' ', EP_KEYFILE_MAX_BYTES + 1);
+  memcpy(big, doc, strlen(doc));
+  big[EP_KEYFILE_MAX_BYTES] = '\0';
+  loaded l = load(big, NULL, 0, NULL);
+  CHECK_EQ_INT(l.load_st, EP_OK);
+  CHECK_EQ_INT(l.report_st, EP_OK);
+  loaded_free(&l);
+
+  big[EP_KEYFILE_MAX_BYTES] = ' ';
+  big[EP_KEYFILE_MAX_BYTES + 1] = '\0';
+  char path[] = "/tmp/test_keyfile_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK(fd >= 0 && write(fd, big, EP_KEYFILE_MAX_BYTES + 1) == EP_KEYFILE_MAX_BYTES + 1);
+  if (fd >= 0)
+    CHECK(close(fd) == 0);
+  free(big);
+  ep_status st;
+  char *err = load_status(path, &st);
+  CHECK(unlink(path) == 0);
+  CHECK_EQ_INT(st, EP_ERR_IO);
+  char want[256];
+  snprintf(want, sizeof want,
+           "%s: cannot read: larger than 16 MiB (valid: a file of at most 16777216 bytes)\n", path);
+  CHECK(err && strcmp(err, want) == 0);
+  free(err);
+
+  err = load_status("/dev/zero", &st);
+  CHECK_EQ_INT(st, EP_ERR_IO);
+  CHECK(err && strcmp(err, "/dev/zero: cannot read: larger than 16 MiB (valid: a file of at most "
+                           "16777216 bytes)\n") == 0);
+  free(err);
+
+  /* A pipe whose writer never stops: the read ends at the cap too. */
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    close(fds[0]);
+    char block[4096];
+    memset(block, 'a', sizeof block);
+    for (;;)
+      if (write(fds[1], block, sizeof block) < 0)
+        _exit(0); /* the reader closed: EPIPE (SIGPIPE also ends it) */
+  }
+  close(fds[1]);
+  snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+  err = load_status(path, &st);
+  CHECK_EQ_INT(st, EP_ERR_IO);
+  CHECK_STR_CONTAINS(err, ": cannot read: larger than 16 MiB");
+  free(err);
+  close(fds[0]);
+  int wstatus = 0;
+  CHECK(child > 0 && waitpid(child, &wstatus, 0) == child);
+}
+
+/* Nesting deeper than the cap, in flow or block style, and more nodes than the
+ * cap are errors at the node that crosses it, before libyaml builds anything
+ * (200k '[' took minutes there). */
+static void test_shape_limits(void)
+{
+  enum { DEEP = 200000 };
+  char *text = malloc(DEEP + 64);
+  CHECK(text != NULL);
+  if (!text)
+    return;
+  /* 64 levels: the limit itself is fine (the value is only the wrong type). */
+  int n = snprintf(text, DEEP, "run:\n  count: ");
+  memset(text + n, '[', EP_KEYFILE_MAX_DEPTH - 2);
+  memset(text + n + EP_KEYFILE_MAX_DEPTH - 2, ']', EP_KEYFILE_MAX_DEPTH - 2);
+  text[n + 2 * (EP_KEYFILE_MAX_DEPTH - 2)] = '\0';
+  loaded l = load(text, NULL, 0, NULL);
+  CHECK_EQ_INT(l.report_st, EP_ERR_PARSE);
+  CHECK_STR_CONTAINS(l.err, "run.count: expected an integer, got a sequence");
+  loaded_free(&l);
+
+  memset(text, '[', DEEP);
+  text[DEEP] = '\0';
+  l = load(text, NULL, 0, NULL);
+  CHECK_EQ_INT(l.load_st, EP_OK);
+  CHECK_EQ_INT(l.report_st, EP_ERR_PARSE);
+  const char *deep[] = {"1:65: yaml: nested more than 64 levels deep (valid: at most 64 levels "
+                        "of nesting)"};
+  check_report(&l, deep, 1, __LINE__);
+  loaded_free(&l);
+
+  /* Block style: "- - - ..." nests one sequence per dash. */
+  for (int i = 0; i < 100; i++)
+    memcpy(text + 2 * i, "- ", 2);
+  snprintf(text + 200, 8, "x\n");
+  l = load(text, NULL, 0, NULL);
+  const char *block[] = {"1:129: yaml: nested more than 64 levels deep (valid: at most 64 levels "
+                         "of nesting)"};
+  check_report(&l, block, 1, __LINE__);
+  loaded_free(&l);
+  free(text);
+
+  /* Nodes: a flow sequence of 70000 scalars under a key. */
+  enum { WIDE = 70000 };
+  text = malloc(16 + 2 * WIDE + 8);
+  CHECK(text != NULL);
+  if (!text)
+    return;
+  n = snprintf(text, 16, "run: [");
+  for (int i = 0; i < WIDE; i++)
+    memcpy(text + n + 2 * i, "1,", 2);
+  snprintf(text + n + 2 * WIDE, 8, "]\n");
+  l = load(text, NULL, 0, NULL);
+  CHECK_EQ_INT(l.report_st, EP_ERR_PARSE);
+  char wide[128];
+  /* The root, "run", the sequence and 65533 scalars make 65536 nodes. */
+  snprintf(wide, sizeof wide, "1:%d: yaml: more than 65536 nodes (valid: at most 65536 nodes)",
+           n + 1 + 2 * 65533);
+  const char *wide_lines[] = {wide};
+  check_report(&l, wide_lines, 1, __LINE__);
+  loaded_free(&l);
+  free(text);
+}
+
 int main(void)
 {
   test_values();
@@ -334,5 +521,8 @@ int main(void)
   test_overrides();
   test_caller_errors();
   test_hash_and_arguments();
+  test_zero_ok();
+  test_size_limit();
+  test_shape_limits();
   return check_exit_code("test_keyfile");
 }

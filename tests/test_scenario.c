@@ -3,6 +3,7 @@
  * and the content hash. Runs from the source root (bundled files, fixtures);
  * inline cases are written to mkstemp files. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,7 +380,7 @@ static void test_structure_errors(void)
   EXPECT_ONE(
       "model:\n  name: test\n  n_experts: 16\n  hidden: 1024\n  moe_intermediate: 512\n" CLUSTER
           PARALLEL WORKLOAD,
-      "1:1: model.top_k: missing required key (valid: integer 1..n_experts)");
+      "1:1: model.top_k: missing required key (valid: integer 1..1024, at most n_experts)");
   EXPECT_ONE(HEAD "workload:\n  seed: 3\n",
              "12:1: workload.tokens_per_gpu: missing required key (valid: integer 1..16777216)");
   EXPECT_ONE(HEAD "workload: [1, 2]\n",
@@ -463,8 +464,9 @@ static void test_type_errors(void)
   EXPECT_ONE(BASE "policy:\n  capacity_factor: '2'\n",
              "15:20: policy.capacity_factor: expected a number, got quoted string \"2\" (valid: "
              "none or a number > 0)");
-  EXPECT_ONE(MODEL CLUSTER "  nvlink_latency_us: -0.5\n" PARALLEL WORKLOAD,
-             "10:22: cluster.nvlink_latency_us: out of range: -0.5 (valid: number >= 0)");
+  EXPECT_ONE(
+      MODEL CLUSTER "  nvlink_latency_us: -0.5\n" PARALLEL WORKLOAD,
+      "10:22: cluster.nvlink_latency_us: out of range: -0.5 (valid: 0, or a number in 0.01..1e6)");
   EXPECT_ONE(BASE "  routing: hot\n  hot_experts: 2\n  hot_share: 1\n",
              "16:14: workload.hot_share: out of range: 1 (valid: number in (0, 1))");
 
@@ -569,7 +571,7 @@ static void test_layout_errors(void)
                                        "  nic_GBps: 50\n"
                                        "  nic_latency_us: 3\n" PARALLEL WORKLOAD;
   EXPECT_ONE(explicit_missing, "7:1: cluster.nvlink_latency_us: missing required key without a "
-                               "preset (valid: number >= 0)");
+                               "preset (valid: 0, or a number in 0.01..1e6)");
   EXPECT_ONE(MODEL "cluster:\n"
                    "  gpu: H100\n"
                    "  gpus_per_node: 8\n"
@@ -591,7 +593,7 @@ static void test_all_errors_reported(void)
       "tests/scenarios/several_errors.yaml:2:1: model.moe_intermediate: missing required key "
       "(valid: integer 1..1048576)\n"
       "tests/scenarios/several_errors.yaml:5:10: model.top_k: expected an integer, got 'eight' "
-      "(valid: integer 1..n_experts)\n"
+      "(valid: integer 1..1024, at most n_experts)\n"
       "tests/scenarios/several_errors.yaml:7:3: model.moe_intermediate_size: unknown key (valid: "
       "name, n_experts, top_k, hidden, moe_intermediate, n_shared_experts, dispatch_dtype, "
       "combine_dtype)\n"
@@ -752,6 +754,156 @@ static void test_hash(void)
   loaded_free(&e);
 }
 
+/* Loads BASE with one override; status EP_OK or exactly one error line that
+ * contains want. For accepted values the plan is built too, as epsim run does,
+ * so the router takes every value the schema takes. */
+static void expect_range(const char *override, const char *want, int line)
+{
+  const char *ov[] = {"workload.tokens_per_gpu=4", override};
+  loaded l = load_text(BASE, ov, 2);
+  if (want) {
+    if (l.st != EP_ERR_PARSE || l.err_lines != 1 || !l.err || !strstr(l.err, want))
+      fprintf(stderr, "test_scenario.c:%d: %s: status %s, wanted one error with '%s', got:\n%s",
+              line, override, ep_status_str(l.st), want, l.err ? l.err : "");
+    CHECK_EQ_INT(l.st, EP_ERR_PARSE);
+    CHECK_EQ_INT(l.err_lines, 1);
+    CHECK_STR_CONTAINS(l.err, want);
+  } else {
+    if (l.st != EP_OK)
+      fprintf(stderr, "test_scenario.c:%d: %s rejected:\n%s", line, override, l.err);
+    CHECK_EQ_INT(l.st, EP_OK);
+    ep_router *router = NULL;
+    ep_plan plan = {0};
+    if (l.st == EP_OK)
+      CHECK_EQ_INT(ep_scenario_build_plan(&l.sc, &router, &plan), EP_OK);
+    ep_plan_free(&plan);
+    ep_router_free(router);
+  }
+  loaded_free(&l);
+}
+
+/* The ranges the models can take (issue 8): each end accepted and built, a
+ * step beyond refused with the key and its valid range. The simulator's side
+ * of the same values (SimGrid crashed, hung or deadlocked beyond them) is in
+ * tests/test_cli.sh. */
+static void test_model_ranges(void)
+{
+  const char *lat = "(valid: 0, or a number in 0.01..1e6)";
+  const char *bw = "(valid: number in 0.001..1e6)";
+  const char *lat_keys[] = {"cluster.nvlink_latency_us", "cluster.nic_latency_us"};
+  const char *bw_keys[] = {"cluster.nvlink_GBps", "cluster.nic_GBps"};
+  char ov[128], want[192];
+  loaded l;
+  for (int i = 0; i < 2; i++) {
+    const char *ok_lat[] = {"0", "0.0", "0.01", "3.5", "1e6"};
+    for (size_t v = 0; v < sizeof ok_lat / sizeof ok_lat[0]; v++) {
+      snprintf(ov, sizeof ov, "%s=%s", lat_keys[i], ok_lat[v]);
+      expect_range(ov, NULL, __LINE__);
+    }
+    /* 1e-20 and 1e-12 crashed SimGrid's solver, 2e11 aborted, 1e305 hung. */
+    const char *bad_lat[] = {"1e-20", "1e-12", "0.0099", "-0.0", "1000001", "2e11", "1e305"};
+    for (size_t v = 0; v < sizeof bad_lat / sizeof bad_lat[0]; v++) {
+      snprintf(ov, sizeof ov, "%s=%s", lat_keys[i], bad_lat[v]);
+      snprintf(want, sizeof want, "%s: out of range: %s %s", lat_keys[i], bad_lat[v], lat);
+      expect_range(ov, strcmp(bad_lat[v], "-0.0") ? want : NULL, __LINE__);
+    }
+    /* -0 is 0, not a negative latency in the platform file. */
+    const char *neg_zero[] = {ov};
+    snprintf(ov, sizeof ov, "%s=-0", lat_keys[i]);
+    l = load_text(BASE, neg_zero, 1);
+    CHECK_EQ_INT(l.st, EP_OK);
+    const double got = i ? l.sc.cluster.nic_latency_us : l.sc.cluster.nvlink_latency_us;
+    CHECK(got == 0.0 && !signbit(got));
+    loaded_free(&l);
+    const char *ok_bw[] = {"0.001", "1e-3", "450", "1e6"};
+    for (size_t v = 0; v < sizeof ok_bw / sizeof ok_bw[0]; v++) {
+      snprintf(ov, sizeof ov, "%s=%s", bw_keys[i], ok_bw[v]);
+      expect_range(ov, NULL, __LINE__);
+    }
+    /* 1e-300 printed 300-digit times, 1e300 deadlocked SimGrid. */
+    const char *bad_bw[] = {"0", "0.000999", "1e-300", "1000000.1", "1e300"};
+    for (size_t v = 0; v < sizeof bad_bw / sizeof bad_bw[0]; v++) {
+      snprintf(ov, sizeof ov, "%s=%s", bw_keys[i], bad_bw[v]);
+      snprintf(want, sizeof want, "%s: out of range: %s %s", bw_keys[i], bad_bw[v], bw);
+      expect_range(ov, want, __LINE__);
+    }
+  }
+
+  /* The router's own limit on top_k, and Zipf exponents whose popularity
+   * underflows (150 failed at run with 256 experts; 64 is safe up to 65536). */
+  const char *n1024[] = {"model.n_experts=1024", "model.top_k=1024"};
+  l = load_text(BASE, n1024, 2);
+  CHECK_EQ_INT(l.st, EP_OK);
+  loaded_free(&l);
+  const char *n2048[] = {"model.n_experts=2048", "model.top_k=1025"};
+  l = load_text(BASE, n2048, 2);
+  CHECK_EQ_INT(l.st, EP_ERR_PARSE);
+  CHECK_EQ_INT(l.err_lines, 1);
+  check_has_line(&l,
+                 "--set:2:13: model.top_k: out of range: 1025 (valid: integer 1..1024, at most "
+                 "n_experts)",
+                 __LINE__);
+  loaded_free(&l);
+  expect_range("model.top_k=65536",
+               "model.top_k: out of range: 65536 (valid: integer 1..1024, at most n_experts)",
+               __LINE__);
+  const char *zipf_ok[] = {"1e-300", "1.2", "64"};
+  for (size_t v = 0; v < sizeof zipf_ok / sizeof zipf_ok[0]; v++) {
+    const char *ov_zipf[] = {"workload.routing=zipf", ov};
+    snprintf(ov, sizeof ov, "workload.zipf_exponent=%s", zipf_ok[v]);
+    l = load_text(BASE, ov_zipf, 2);
+    CHECK_EQ_INT(l.st, EP_OK);
+    /* The steepest exponent with the most experts: the smallest popularity. */
+    ep_router *router = NULL;
+    CHECK_EQ_INT(ep_router_init(&router, &l.sc.routing, 65536, 8), EP_OK);
+    ep_router_free(router);
+    loaded_free(&l);
+  }
+  const char *zipf_bad[] = {"64.0001", "135", "150", "1e300"};
+  for (size_t v = 0; v < sizeof zipf_bad / sizeof zipf_bad[0]; v++) {
+    const char *ov_zipf[] = {"workload.routing=zipf", ov};
+    snprintf(ov, sizeof ov, "workload.zipf_exponent=%s", zipf_bad[v]);
+    snprintf(want, sizeof want,
+             "--set:2:24: workload.zipf_exponent: out of range: %s (valid: number in (0, 64])",
+             zipf_bad[v]);
+    l = load_text(BASE, ov_zipf, 2);
+    CHECK_EQ_INT(l.st, EP_ERR_PARSE);
+    CHECK_EQ_INT(l.err_lines, 1);
+    check_has_line(&l, want, __LINE__);
+    loaded_free(&l);
+  }
+  /* hot_share's extremes route (probabilities stay > 0). */
+  const char *hot_tiny[] = {"workload.routing=hot", "workload.hot_experts=1",
+                            "workload.hot_share=2.3e-308", "model.top_k=16"};
+  l = load_text(BASE, hot_tiny, 4);
+  CHECK_EQ_INT(l.st, EP_OK);
+  ep_router *router = NULL;
+  ep_plan plan = {0};
+  CHECK_EQ_INT(ep_scenario_build_plan(&l.sc, &router, &plan), EP_OK);
+  ep_plan_free(&plan);
+  ep_router_free(router);
+  loaded_free(&l);
+
+  /* Every byte of the layer is counted in int64: tokens x ep x top_k copies of
+   * the larger payload. The key caps allow 2^50 copies of 2^21 bytes. */
+  const char *big[] = {"model.n_experts=1024", "model.top_k=1024",
+                       "model.hidden=1048576", "cluster.nodes=8192",
+                       "parallel.ep=1024",     "workload.tokens_per_gpu=16777216"};
+  l = load_text(BASE, big, 6);
+  CHECK_EQ_INT(l.st, EP_ERR_PARSE);
+  CHECK_EQ_INT(l.err_lines, 1);
+  check_has_line(&l,
+                 "--set:6:25: workload.tokens_per_gpu: 16777216 tokens x ep 1024 x top_k 1024 x "
+                 "2097152 bytes per token overflow the plan's int64 byte counts (valid: integer "
+                 "1..4194303 with this ep, top_k and hidden)",
+                 __LINE__);
+  loaded_free(&l);
+  big[5] = "workload.tokens_per_gpu=4194303";
+  l = load_text(BASE, big, 6);
+  CHECK_EQ_INT(l.st, EP_OK);
+  loaded_free(&l);
+}
+
 int main(void)
 {
   test_bundled();
@@ -764,5 +916,6 @@ int main(void)
   test_all_errors_reported();
   test_overrides();
   test_hash();
+  test_model_ranges();
   return check_exit_code("test_scenario");
 }

@@ -10,8 +10,6 @@
 
 #include "ep_alloc.h"
 
-#define EP_PAD_GBPS 1e6 /* 1 PB/s: latency-only link */
-
 const char *ep_port_class_name(ep_port_class c)
 {
   static const char *const names[EP_PORT_CLASS_COUNT] = {
@@ -93,8 +91,8 @@ static ep_status build_nonblocking(ep_fabric *f)
       ep_fabric_link *l = &f->links[4 * g];
       set_link(&l[0], "nvl", g, c->nvlink_GBps, nvl_half_us);
       set_link(&l[1], "nic", g, c->nic_GBps, nic_half_us);
-      set_link(&l[2], "nvlpad", g, EP_PAD_GBPS, nvl_half_us);
-      set_link(&l[3], "nicpad", g, EP_PAD_GBPS, nic_half_us);
+      set_link(&l[2], "nvlpad", g, EP_FABRIC_PAD_GBPS, nvl_half_us);
+      set_link(&l[3], "nicpad", g, EP_FABRIC_PAD_GBPS, nic_half_us);
       f->ports[2 * g] = (ep_fabric_port){g, EP_PORT_NVLINK, 4 * g, nvsw, 4 * g + 2};
       f->ports[2 * g + 1] = (ep_fabric_port){g, EP_PORT_NIC, 4 * g + 1, leaf, 4 * g + 3};
       ep_fabric_gpu *gpu = &f->gpus[g];

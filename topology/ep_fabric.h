@@ -31,6 +31,10 @@
 #include "ep_status.h"
 #include "ep_topology.h"
 
+/* The bandwidth of the latency pads: 1 PB/s, so that they carry latency only.
+ * A GPU port faster than this would be capped by its pad in port flows. */
+#define EP_FABRIC_PAD_GBPS 1e6
+
 /* The class of a GPU port: which link a byte count loads in the bandwidth report. */
 typedef enum { EP_PORT_NVLINK, EP_PORT_NIC, EP_PORT_CLASS_COUNT } ep_port_class;
 

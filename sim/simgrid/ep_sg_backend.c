@@ -56,6 +56,11 @@
 #endif
 
 #define SG_MAX_PENDING 32
+/* Actors' stacks, KiB, and the most actors that still get guard pages. */
+#define SG_STACK_KIB 64
+#define SG_GUARDED_MAX_ACTORS 16384
+#define SG_STR_(x) #x
+#define SG_STR(x) SG_STR_(x)
 
 enum { SG_DISPATCH, SG_COMBINE, SG_N_COMM };
 
@@ -519,14 +524,15 @@ static ep_status simgrid_argv(const ep_sim_cfg *cfg, int64_t max_actors, int *ar
    * exhausts vm.max_map_count. Without guards 3.32 calloc()s (touches) every
    * stack, so drop them only where needed (measured: NVL72 pair flows, 5 K
    * actors of 32 KiB: 76 MB with guards, 190 MB without). */
-  if (max_actors > 16384)
+  if (max_actors > SG_GUARDED_MAX_ACTORS)
     own[n++] = "--cfg=contexts/guard-size:0";
 #ifdef EP_SG_ASAN
   /* ASan cannot follow SimGrid's hand-made stack switches; threads it can (and
    * size their stacks themselves). */
   own[n++] = "--cfg=contexts/factory:thread";
 #else
-  own[n++] = "--cfg=contexts/stack-size:64"; /* KiB: actors only log and call SimGrid */
+  own[n++] =
+      "--cfg=contexts/stack-size:" SG_STR(SG_STACK_KIB); /* actors only log and call SimGrid */
 #endif
   const int argc = n + cfg->n_simgrid_args;
   sg_argv = calloc((size_t)argc + 1, sizeof *sg_argv);
@@ -790,4 +796,46 @@ done:
   ctx_free(&ctx);
   ep_fabric_free(&fabric);
   return st;
+}
+
+/* Peak RSS terms, fitted to /usr/bin/time -f %M of epsim run on the default
+ * scenario (tokens_per_gpu 4096, nodes = ep / 8, n_experts = max(256, ep)):
+ * pair flows at EP 16, 32, 64, 128; port flows at EP 16, 64, 256, 1024, 2048,
+ * 4096, 8192; port flows with NVLink domains of 256, 1024 and 2 x 1024 GPUs.
+ * Measured 33 MiB (EP16) to 5.6 GiB (port EP8192, 40960 unguarded actors).
+ * With the plan's part the estimate is within -6.5%..+10% of each fitted run
+ * (the worst: the many routes of the large domains), and -0.3%..+6.3% of six
+ * runs not fitted: GB200 NVL72 port EP288 and pair EP72, EP16 with top_k 1024,
+ * port EP3000 and EP3500 (either side of the guard-page switch), pair EP96.
+ * Not for ASan builds (thread contexts) nor for a --cfg that changes
+ * contexts/stack-size or guard-size. */
+#define SG_BASE_BYTES 34e6          /* the process with SimGrid loaded and initialised */
+#define SG_GUARDED_ACTOR_BYTES 13e3 /* an actor and the stack pages it touches */
+#define SG_ACTOR_BYTES 2.7e3        /* the same without its stack (unguarded: calloc'd whole) */
+#define SG_PAIR_FLOW_BYTES 2.7e3    /* a pair flow: its comm, action and sharing variable */
+#define SG_ROUTE_BYTES 160.0        /* a route between two GPUs of a domain (both directions) */
+#define SG_RANK_BYTES 2e3           /* per rank: hosts, links, ports, the backend's arrays */
+
+double ep_sim_memory_bytes(const ep_scenario *scenario, ep_flow_mode flows)
+{
+  ep_fabric fabric;
+  const int32_t n = scenario->ep;
+  if (ep_fabric_init(&fabric, &scenario->cluster, n) != EP_OK)
+    return 0.0; /* ep_sim_run reports the fabric's problem */
+  double routes = 0.0;
+  for (int32_t k = 0; k < fabric.n_domains; k++) {
+    const double u = fabric.domains[k].gpus.n;
+    routes += u * (u - 1.0) / 2.0;
+  }
+  const double actors = (double)n + (double)max_helpers(n, &fabric, flows);
+  ep_fabric_free(&fabric);
+  const double actor_bytes = actors > SG_GUARDED_MAX_ACTORS ? SG_STACK_KIB * 1024.0 + SG_ACTOR_BYTES
+                                                            : SG_GUARDED_ACTOR_BYTES;
+  /* Pair flows: both phases' flow lists are built up front, one phase's comms
+   * are alive at a time. */
+  const double pair = flows == EP_FLOWS_PAIR
+                          ? (double)n * (n - 1.0) * (SG_PAIR_FLOW_BYTES + 2 * sizeof(sg_flow))
+                          : 0.0;
+  return SG_BASE_BYTES + actors * actor_bytes + pair + routes * SG_ROUTE_BYTES +
+         (double)n * SG_RANK_BYTES;
 }

@@ -36,4 +36,11 @@ ep_status ep_sim_check_settings(char *const *args, int n_args);
 ep_status ep_sim_run(const ep_scenario *scenario, const ep_plan *plan, const ep_sim_cfg *cfg,
                      ep_rank_timeline *timelines);
 
+/* The backend's peak bytes for the scenario with these flows (not
+ * EP_FLOWS_AUTO), beyond the plan's (ep_memory_plan_bytes): the process with
+ * SimGrid, its actors (ranks and flow helpers), pair flows, the platform's
+ * routes. An estimate from measured runs; its error is stated where it is
+ * computed. 0 when the scenario's fabric cannot be built. */
+double ep_sim_memory_bytes(const ep_scenario *scenario, ep_flow_mode flows);
+
 #endif
