@@ -23,14 +23,15 @@ header="kernel,impl,hidden,intermediate,n_experts,top_k,local_experts,tokens_per
 # Rows of impl $2 in CSV $1.
 rows_of() { grep -c "^[a-z_0-9]*,$2," "$1"; }
 # Every row: min <= median <= max, all positive; floor_us = bytes / copy_GBps and
-# ratio_floor = median / floor_us (to 1% and 2%: the '# copy_GBps:' line has three digits).
+# ratio_floor = median / floor_us (to 1% and 2%, plus the rounding of the '# copy_GBps:' line's
+# one decimal, which a loaded machine's low copy bandwidth makes coarse).
 check_rows() { # csv what
   awk -F, '!/^#/ && $1 != "kernel" && !($12 > 0 && $13 > 0 && $13 <= $12 && $12 <= $14) { bad = 1 }
     END { exit bad }' "$1" && ok || bad "$2: times positive, min <= median <= max"
   local gbps
   gbps=$(sed -n 's/^# copy_GBps: \([0-9.]*\) .*/\1/p' "$1")
   awk -F, -v g="$gbps" 'function off(a, b, rel) { return (a - b > 0 ? a - b : b - a) > 1e-3 + rel * (b > 0 ? b : -b) }
-    !/^#/ && $1 != "kernel" && (off($19, $16 / (g * 1e3), 1e-2) || ($16 > 0 && off($20, $12 * g * 1e3 / $16, 2e-2))) { bad = 1 }
+    !/^#/ && $1 != "kernel" && (off($19, $16 / (g * 1e3), 1e-2 + 0.05 / g) || ($16 > 0 && off($20, $12 * g * 1e3 / $16, 2e-2 + 0.05 / g))) { bad = 1 }
     END { exit bad }' "$1" && ok || bad "$2: floor_us = bytes / copy_GBps, ratio_floor = median / floor_us"
 }
 
