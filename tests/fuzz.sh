@@ -8,7 +8,8 @@
 #   2. tests/fuzz_epsim_run.c, random valid scenarios with extreme numbers
 #      through the sanitized epsim check and run; findings land in
 #      build-fuzz/fuzz-findings-run/.
-# Exits 1 when either finds anything. Installs clang-14 and libclang-rt-14-dev
+# The findings kept in tests/fuzz/findings/ are replayed first. Exits 1 when
+# a replay fails or either fuzzer finds anything. Installs clang-14 and libclang-rt-14-dev
 # (libFuzzer) when missing; the other packages are tests/setup.sh's.
 #   bash tests/fuzz.sh [SECONDS]
 #   FUZZ_SEED   seed of both fuzzers (default 1: the same cases each time)
@@ -36,18 +37,25 @@ CC=clang-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPS
 cmake --build "$build" -j"$(nproc)" --target fuzz_scenario fuzz_epsim_run epsim >/dev/null
 
 rc=0
+# The kept findings first: each must pass now (tests/fuzz/findings/README.md).
+echo "replaying tests/fuzz/findings/" >&2
+"$build/tests/fuzz_scenario" "$root"/tests/fuzz/findings/loader-*.yaml 2>"$build/fuzz_replay.log" ||
+  { rc=1; grep -E '^fuzz_scenario:|^Running:' "$build/fuzz_replay.log" >&2; }
+"$build/tests/fuzz_epsim_run" --epsim "$build/epsim" --timeout-s 30 \
+  --findings "$build/fuzz-findings-replay" --replay "$root"/tests/fuzz/findings/run-*.yaml || rc=1
+
 corpus=$build/fuzz-corpus
 mkdir -p "$corpus" "$build/fuzz-findings"
 cp "$root"/scenarios/*.yaml "$root"/tests/scenarios/*.yaml "$root"/tests/fuzz/seeds/*.yaml "$corpus/"
 echo "fuzz_scenario: $seconds s" >&2
 # -timeout: an input that takes 10 s is a hang; inputs up to 64 KiB.
-"$build/tests/fuzz_scenario" -max_total_time="$seconds" -seed="$seed" -timeout=10 \
+if ! "$build/tests/fuzz_scenario" -max_total_time="$seconds" -seed="$seed" -timeout=10 \
   -rss_limit_mb=2048 -max_len=65536 -dict="$root/tests/fuzz/scenario.dict" \
-  -artifact_prefix="$build/fuzz-findings/" -print_final_stats=1 "$corpus" 2>"$build/fuzz_scenario.log" ||
+  -artifact_prefix="$build/fuzz-findings/" -print_final_stats=1 "$corpus" 2>"$build/fuzz_scenario.log"; then
   rc=1
-grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|ERROR|SUMMARY|Test unit written' \
-  "$build/fuzz_scenario.log" >&2 || true
-[ $rc -eq 0 ] || tail -n 40 "$build/fuzz_scenario.log" >&2
+  grep -B 30 -m 1 'Test unit written' "$build/fuzz_scenario.log" >&2
+fi
+grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$build/fuzz_scenario.log" >&2 || true
 
 echo "fuzz_epsim_run: $seconds s" >&2
 "$build/tests/fuzz_epsim_run" --epsim "$build/epsim" --seed "$seed" --time-s "$seconds" \

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_PLAN_COPIES 4096
 #define MAX_PLAN_RANKS 256
 
-static char tmp_path[4096];
+static char tmp_path[4096]; /* the loader's path: /proc/self/fd/N of the unlinked file */
 static int tmp_fd = -1;
 static FILE *err_stream; /* /dev/null, or stderr when verbose */
 
@@ -35,12 +35,6 @@ static void discard_log(void *user, const char *message)
 {
   (void)user;
   (void)message;
-}
-
-static void remove_tmp(void)
-{
-  if (tmp_path[0])
-    unlink(tmp_path);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -57,7 +51,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     perror("fuzz_scenario: mkstemp");
     abort();
   }
-  atexit(remove_tmp);
+  /* Unlinked at once, so a crash leaves nothing behind; read through its fd. */
+  unlink(tmp_path);
+  snprintf(tmp_path, sizeof tmp_path, "/proc/self/fd/%d", tmp_fd);
   if (getenv("EPSIM_FUZZ_VERBOSE")) {
     err_stream = stderr;
   } else {
